@@ -1,0 +1,202 @@
+"""Configuration: defaults in one place, a YAML file and `--set key=value` overrides merged strictly.
+
+A config is a plain nested dict. `load_config(path, overrides)` starts from a deep copy of DEFAULTS,
+merges the YAML file over it, then the overrides; an unknown key or a value of the wrong type is an
+error that names the key, so a typo never passes silently. The resolved config is written beside
+every output (`save_config`) and stored in every checkpoint.
+"""
+import copy
+import os
+import tempfile
+
+import yaml
+
+DEFAULTS = {
+    "seed": 0,
+    "dataset": {
+        "name": "synthetic",                  # free text, shown in logs
+        "annotation_file": "data/synthetic_small/annotations.json",
+        "feature_dir": "data/synthetic_small/features",
+        "feature_dim": 64,                    # D of every <feature_dir>/<video_id>.npy (T, D)
+        "feat_stride": 8,                     # frames between two consecutive features
+        "num_frames": 16,                     # frames seen by one feature (the clip window)
+        "default_fps": None,                  # used when a video has no "fps" field
+        "train_subset": "train",
+        "eval_subset": "test",
+        "classes": None,                      # None: the annotation file's labels ordered by label_id
+        "tiou_thresholds": [0.3, 0.4, 0.5, 0.6, 0.7],
+        "labeled_split": None,                # file of labeled video ids; None: every training video
+        "unlabeled_split": None,
+        "max_seq_len": 512,                   # training crop length, in grid steps
+        "trunc_thresh": 0.5,                  # an action stays in a crop when this fraction is inside
+        "synthetic_size": None,               # tiny | small | full: generate the embedded dataset if absent
+        "synthetic_seed": 0,
+    },
+    "model": {
+        "embd_dim": 128,                      # width after the convolutional embedding
+        "embd_kernel_size": 3,
+        "embd_layers": 2,
+        "n_head": 4,
+        "window": 19,                         # local self-attention window (odd)
+        "stem_layers": 2,                     # transformer blocks at full resolution
+        "branch_layers": 5,                   # blocks that halve the length: levels = branch_layers + 1
+        "head_dim": 128,
+        "head_layers": 3,                     # convs in each head, the output layer included
+        "head_kernel_size": 3,
+        "regression_range": [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]],
+        "center_radius": 1.5,                 # centre sampling radius, in strides of the level
+        "prior_prob": 0.01,                   # initial classification probability (bias prior)
+        "dropout": 0.0,
+        "path_drop": 0.1,
+        # Localisation quality heads (Sec. 3.1, Table 3): none = plain ActionFormer; tiou = one
+        # branch predicting tIoU; diou = one branch predicting DIoU; tiou_tnd = the paper's two.
+        "alqa": "tiou_tnd",
+    },
+    "loss": {
+        "focal_alpha": 0.25,
+        "focal_gamma": 2.0,
+        "reg_weight": 1.0,                    # lambda_reg of Eq. (12), ActionFormer's default
+        "locq_weight": 0.1,                   # lambda_locq of Eq. (12)
+        "quality_eps": 0.01,                  # epsilon of Eq. (4) and of the soft label (Eq. 5)
+        "init_loss_norm": 100.0,              # start of the moving average of #positives
+        "loss_norm_momentum": 0.9,
+    },
+    "train": {
+        "epochs": 30,                         # after warmup
+        "warmup_epochs": 5,
+        "batch_size": 2,
+        "lr": 1e-4,
+        "weight_decay": 0.05,
+        "clip_grad": 1.0,
+        "ema_decay": 0.999,                   # per iteration, with a warm-up (see common/engine.py)
+        "num_workers": 0,
+    },
+    "test": {
+        "pre_nms_thresh": 0.001,
+        "pre_nms_topk": 2000,                 # per pyramid level
+        "duration_thresh": 0.05,              # drop shorter segments (grid steps)
+        "nms_sigma": 0.5,
+        "min_score": 0.001,
+        "max_segments": 200,                  # per video
+        "class_agnostic": False,              # True for ActivityNet-like data (with voting)
+        "voting": False,
+        "voting_iou": 0.75,
+        "batch_size": 1,
+    },
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check_type(key, default, value):
+    """Values keep the type of their default; ints may stand for floats, None means 'any'."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key}: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (int, float, str, list)) and not isinstance(value, type(default)):
+        raise ConfigError(f"config key {key}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def merge(cfg, update, prefix=""):
+    """Merge `update` into `cfg` in place; unknown keys and type changes are errors."""
+    for key, value in update.items():
+        name = prefix + key
+        if key not in cfg:
+            raise ConfigError(f"unknown config key: {name}")
+        if isinstance(cfg[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {name}: expected a mapping, got {value!r}")
+            merge(cfg[key], value, name + ".")
+        else:
+            cfg[key] = _check_type(name, cfg[key], value)
+    return cfg
+
+
+def parse_override(text):
+    """'train.lr=5e-4' -> {'train': {'lr': 0.0005}}; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)  # YAML 1.1 reads '5e-4' as a string
+    nested = value
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def _looks_numeric(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_yaml(path):
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: broken YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping")
+    return _fix_floats(data)
+
+
+def _fix_floats(node):
+    if isinstance(node, dict):
+        return {k: _fix_floats(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_floats(v) for v in node]
+    if isinstance(node, str) and _looks_numeric(node) and not node.strip().isdigit():
+        return float(node)
+    return node
+
+
+def load_config(path=None, overrides=()):
+    """DEFAULTS <- YAML file <- each `key=value` override, all strict."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path:
+        try:
+            merge(cfg, _read_yaml(path))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    for text in overrides:
+        merge(cfg, parse_override(text))
+    return cfg
+
+
+def from_dict(data):
+    """A config stored in a checkpoint, checked against today's DEFAULTS."""
+    return merge(copy.deepcopy(DEFAULTS), data)
+
+
+def save_config(cfg, path):
+    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
+
+
+def atomic_write_text(path, text):
+    """Write a text file so that a crash never leaves a half-written one behind."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,118 @@
+"""Machinery every training stage shares: seeding, device, optimiser and schedule, EMA, the epoch loop.
+
+`train_one_epoch` knows nothing about what is being learned: each stage passes its own
+`compute_loss(model, batch) -> dict` with a `loss` entry.
+"""
+import copy
+import json
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name):
+    """'cpu', 'cuda', 'cuda:1' or 'auto' (CUDA when present)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+def build_optimizer(model, tcfg):
+    """AdamW; no weight decay on biases, norms and scales (1-D parameters), as ActionFormer."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".scale") or "norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": tcfg["weight_decay"]},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tcfg["lr"])
+
+
+def build_scheduler(optimizer, tcfg, iters_per_epoch):
+    """Linear warmup for `warmup_epochs`, then cosine decay to zero over `epochs`, per iteration."""
+    warmup = tcfg["warmup_epochs"] * iters_per_epoch
+    total = tcfg["epochs"] * iters_per_epoch
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total) / max(total, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class ModelEma:
+    """Exponential moving average of the weights, used for evaluation and pseudo labels.
+
+    The decay ramps up as min(decay, (1 + step) / (10 + step)): with the published 0.999 and the few
+    hundred iterations of a small labeled split, a plain EMA would still be mostly the random
+    initialisation at the end of training.
+    """
+
+    def __init__(self, model, decay):
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model, step):
+        d = min(self.decay, (1.0 + step) / (10.0 + step))
+        for e, m in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(m.detach(), alpha=1.0 - d)
+            else:
+                e.copy_(m)
+
+
+def move_batch(batch, device):
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device, epoch,
+                    step, clip_grad=1.0, progress=True):
+    """One pass over `loader`; returns (mean of each loss entry, the new global step)."""
+    model.train()
+    sums, count = {}, 0
+    start = time.time()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not progress, leave=False)
+    for batch in bar:
+        parts = compute_loss(model, move_batch(batch, device))
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        if clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        if ema is not None:
+            ema.update(model, step)
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        count += 1
+        bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
+        if not math.isfinite(float(parts["loss"])):
+            raise SystemExit(f"error: the loss became {float(parts['loss'])} at epoch {epoch}, step {step}")
+    stats = {k: v / max(count, 1) for k, v in sums.items()}
+    stats.update(lr=optimizer.param_groups[0]["lr"], seconds=time.time() - start, iters=count)
+    return stats, step
+
+
+def append_jsonl(path, record):
+    """One JSON line per epoch; appending keeps earlier lines intact across --resume."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")

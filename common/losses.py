@@ -1,0 +1,186 @@
+"""Label assignment, the APL formulas and the detector's losses, as pure functions.
+
+Segments are handled as offsets from a point: (left, right) = distances to the start and the end,
+so a prediction and its ground truth share the same anchor point. The formulas:
+  tIoU  = |pred n gt| / |pred u gt|
+  tND   = rho^2 / d^2, rho = distance between the centres, d = length of the enclosing segment
+  DIoU  = tIoU - tND                                                     Eq. (1)
+  joint = max(P_tiou - P_tnd, eps) * P_cls                               Eq. (4)
+  soft label at the true class = max(tIoU - tND, eps)                    Eq. (5)
+"""
+import torch
+import torch.nn.functional as F
+
+from common.model import make_points
+
+
+def tiou_tnd(pred, gt, eps=1e-8):
+    """tIoU and tND (Eq. 1) of offset pairs (..., 2) measured from the same point."""
+    pl, pr = pred[..., 0], pred[..., 1]
+    gl, gr = gt[..., 0], gt[..., 1]
+    inter = torch.minimum(pl, gl) + torch.minimum(pr, gr)
+    union = (pl + pr) + (gl + gr) - inter
+    tiou = inter / union.clamp(min=eps)
+    enclosing = torch.maximum(pl, gl) + torch.maximum(pr, gr)
+    rho = 0.5 * ((pr - pl) - (gr - gl))  # centre of [-l, r] is (r - l) / 2
+    tnd = rho.pow(2) / enclosing.clamp(min=eps).pow(2)
+    return tiou, tnd
+
+
+def diou_loss(pred, gt):
+    """1 - DIoU = 1 - tIoU + tND (Eq. 1), ActionFormer's regression loss; summed."""
+    tiou, tnd = tiou_tnd(pred, gt)
+    return (1.0 - tiou + tnd).sum()
+
+
+def focal_loss(log_p, log_1mp, target, alpha=0.25, gamma=2.0):
+    """Sigmoid focal loss on probabilities given by their logs, for soft targets in [0, 1]; summed.
+
+    FL = -alpha_t (1 - p_t)^gamma [t log p + (1 - t) log(1 - p)], p_t = p t + (1 - p)(1 - t),
+    alpha_t = alpha t + (1 - alpha)(1 - t): ActionFormer's form, which reduces to the usual focal
+    loss for one-hot targets and takes the soft label of Eq. (5) unchanged.
+    """
+    p = log_p.exp()
+    ce = -(target * log_p + (1.0 - target) * log_1mp)
+    p_t = p * target + (1.0 - p) * (1.0 - target)
+    alpha_t = alpha * target + (1.0 - alpha) * (1.0 - target)
+    return (alpha_t * (1.0 - p_t).pow(gamma) * ce).sum()
+
+
+def quality_from_logits(quality_logits, mode, eps):
+    """P_diou of Eq. (4) from the quality head: (..., Q) logits -> (...,) in [eps, 1]."""
+    if mode == "none":
+        return None
+    prob = torch.sigmoid(quality_logits)
+    if mode == "tiou_tnd":
+        return (prob[..., 0] - prob[..., 1]).clamp(min=eps)
+    return prob[..., 0].clamp(min=eps)  # one branch: tIoU or DIoU directly
+
+
+def joint_score(cls_logits, quality_logits, mode, eps):
+    """Eq. (4): max(P_tiou - P_tnd, eps) * P_cls per class; plain P_cls when mode is none."""
+    prob = torch.sigmoid(cls_logits)
+    quality = quality_from_logits(quality_logits, mode, eps)
+    return prob if quality is None else prob * quality[..., None]
+
+
+def quality_targets(tiou, tnd, mode):
+    """Targets of the quality branch(es) for Eq. (3), (..., Q)."""
+    if mode == "tiou_tnd":
+        return torch.stack([tiou, tnd], dim=-1)
+    if mode == "tiou":
+        return tiou[..., None]
+    return (tiou - tnd).clamp(min=0.0)[..., None]  # diou: its positive part, a probability
+
+
+def soft_label(tiou, tnd, mode, eps):
+    """The value at the true class of Eq. (5)'s soft label; 1 (one-hot) when mode is none."""
+    if mode == "none":
+        return torch.ones_like(tiou)
+    value = tiou if mode == "tiou" else tiou - tnd
+    return value.clamp(min=eps)
+
+
+def assign_targets(points, gt_segments, gt_labels, num_classes, center_radius):
+    """ActionFormer's label assignment for one video.
+
+    points: (P, 4) concatenated over levels (position, range lo, range hi, stride);
+    gt_segments: (N, 2) in grid units; gt_labels: (N,).
+    A point is positive for an action when it lies in the action's centre region (centre +-
+    radius * stride, clipped to the action) and its larger distance to a boundary lies in the
+    level's regression range; of several such actions the shortest wins, and actions of the same
+    (shortest) length all set their class (THUMOS14 annotates CliffDiving also as Diving).
+    Returns cls_targets (P, C) in {0, 1} and reg_targets (P, 2) in units of the level's stride.
+    """
+    num_pts, num_gts = points.shape[0], gt_segments.shape[0]
+    if num_gts == 0:
+        return points.new_zeros(num_pts, num_classes), points.new_zeros(num_pts, 2)
+    pos, lo, hi, stride = points[:, 0:1], points[:, 1:2], points[:, 2:3], points[:, 3:4]
+    starts, ends = gt_segments[:, 0][None], gt_segments[:, 1][None]  # (1, N)
+    offsets = torch.stack([pos - starts, ends - pos], dim=-1)       # (P, N, 2)
+    centre = 0.5 * (starts + ends)
+    c_lo = torch.maximum(centre - center_radius * stride, starts)
+    c_hi = torch.minimum(centre + center_radius * stride, ends)
+    in_centre = torch.minimum(pos - c_lo, c_hi - pos) > 0
+    reach = offsets.max(dim=-1).values
+    in_range = (reach >= lo) & (reach <= hi)
+    lengths = (ends - starts).expand(num_pts, num_gts).clone()
+    lengths[~(in_centre & in_range)] = float("inf")
+    min_len, min_idx = lengths.min(dim=1)
+    shortest = (lengths <= min_len[:, None] + 1e-3) & torch.isfinite(lengths)
+    one_hot = F.one_hot(gt_labels.long(), num_classes).to(points.dtype)
+    cls_targets = (shortest.to(points.dtype) @ one_hot).clamp(max=1.0)
+    reg_targets = offsets[torch.arange(num_pts), min_idx] / stride
+    return cls_targets, reg_targets
+
+
+class LossNormalizer:
+    """Moving average of the number of positive points (ActionFormer: momentum 0.9, start 100)."""
+
+    def __init__(self, init=100.0, momentum=0.9):
+        self.value, self.momentum = float(init), momentum
+
+    def update(self, num_pos):
+        self.value = self.momentum * self.value + (1 - self.momentum) * max(num_pos, 1)
+        return self.value
+
+
+def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
+    """Classification (Eq. 5), DIoU regression (Eq. 1) and localisation quality (Eq. 3) losses.
+
+    outputs: the model's raw outputs; cls_targets (B, P, C); reg_targets (B, P, 2).
+    Returns a dict of the weighted total `loss` and its parts, each divided by the moving average
+    of the number of positives (the 1/N_pos of Eq. 12), and `num_pos`.
+    """
+    lcfg, mode = cfg["loss"], cfg["model"]["alqa"]
+    eps = lcfg["quality_eps"]
+    valid = torch.cat(outputs["masks"], dim=1)                          # (B, P)
+    cls_logits = torch.cat(outputs["cls_logits"], dim=1)               # (B, P, C)
+    offsets = torch.cat(outputs["offsets"], dim=1)                     # (B, P, 2)
+    positive = (cls_targets.sum(-1) > 0) & valid
+    num_pos = int(positive.sum())
+    norm = normalizer.update(num_pos)
+
+    pred_pos, gt_pos = offsets[positive], reg_targets[positive]
+    reg_loss = diou_loss(pred_pos, gt_pos)
+    # Targets of the quality heads and of the soft label: tIoU / tND of the detached prediction.
+    tiou, tnd = tiou_tnd(pred_pos.detach(), gt_pos)
+    target = cls_targets.clone()
+    target[positive] = target[positive] * soft_label(tiou, tnd, mode, eps)[:, None]
+
+    logits_v, target_v = cls_logits[valid], target[valid]
+    log_p, log_1mp = F.logsigmoid(logits_v), F.logsigmoid(-logits_v)
+    locq_loss = cls_logits.new_zeros(())
+    if mode != "none":
+        q_logits = torch.cat(outputs["quality_logits"], dim=1)          # (B, P, Q)
+        quality = quality_from_logits(q_logits[valid], mode, eps)[:, None]
+        # Eq. (5): the focal loss scores the joint score of Eq. (4), log p = log q + log p_cls.
+        log_p = log_p + quality.log()
+        log_1mp = torch.log1p(-(log_p.exp()).clamp(max=1 - 1e-6))
+        locq_loss = F.binary_cross_entropy_with_logits(
+            q_logits[positive], quality_targets(tiou, tnd, mode), reduction="sum")
+    cls_loss = focal_loss(log_p, log_1mp, target_v, lcfg["focal_alpha"], lcfg["focal_gamma"])
+    parts = {"cls_loss": cls_loss / norm, "reg_loss": reg_loss / norm, "locq_loss": locq_loss / norm}
+    parts["loss"] = (parts["cls_loss"] + lcfg["reg_weight"] * parts["reg_loss"]
+                     + lcfg["locq_weight"] * parts["locq_loss"])
+    parts["num_pos"] = num_pos
+    return parts
+
+
+def batch_targets(points, batch, num_classes, center_radius):
+    """assign_targets over a batch: (B, P, C) and (B, P, 2)."""
+    flat = torch.cat(points, dim=0)
+    cls_t, reg_t = zip(*(assign_targets(flat, seg.to(flat.device), lab.to(flat.device),
+                                        num_classes, center_radius)
+                         for seg, lab in zip(batch["segments"], batch["labels"])))
+    return torch.stack(cls_t), torch.stack(reg_t)
+
+
+def batch_loss(model, batch, cfg, normalizer):
+    """The detector's loss on a batch whose `segments` / `labels` are its (pseudo) ground truth."""
+    outputs = model(batch["feats"], batch["mask"])
+    points = make_points([m.shape[1] for m in outputs["masks"]], model.strides,
+                         cfg["model"]["regression_range"], batch["feats"].device)
+    cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
+                                 cfg["model"]["center_radius"])
+    return detection_loss(outputs, cls_t, reg_t, cfg, normalizer)
