@@ -1,0 +1,383 @@
+"""Annotations, labeled/unlabeled splits, features and batches.
+
+Annotation files use ActionFormer's format, which our pseudo-label files share (they add per-instance
+keys such as "score" and a top-level "meta"):
+    {"database": {video_id: {"subset", "duration", "fps",
+                             "annotations": [{"label", "segment": [start_s, end_s], "label_id"}]}}}
+Features are one array (T, D) per video in `<feature_dir>/<video_id>.npy`. Feature i sees the frames
+[i * feat_stride, i * feat_stride + num_frames), so grid point i is the centre of that window.
+
+Every problem in the inputs is a one-line DataError "<file>: video <id>: <field>: <problem>",
+raised when the data is read, so a bad file fails before training starts, not in the middle of it.
+"""
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+_ANNOTATION_KEYS = ("label", "segment", "label_id")     # what we interpret; the rest goes to extra
+_VIDEO_KEYS = ("subset", "duration", "fps", "annotations")
+
+
+class DataError(ValueError):
+    """A problem in an input, on one line: "<file>: video <id>: <field>: <problem>"."""
+
+
+def data_error(path, problem, video=None, where=None):
+    """The DataError for `problem`; video and field are left out where they mean nothing."""
+    parts = [str(path)] + ([f"video {video}"] if video is not None else []) + ([where] if where else [])
+    return DataError(": ".join(parts + [problem]))
+
+
+def time_to_grid(t, fps, feat_stride, num_frames):
+    """Seconds -> feature grid position (may be slightly negative near the start of a video)."""
+    return t * fps / feat_stride - 0.5 * num_frames / feat_stride
+
+
+def grid_to_time(g, fps, feat_stride, num_frames, duration=None):
+    """Feature grid position -> seconds, clamped to [0, duration] when the duration is given."""
+    t = (g * feat_stride + 0.5 * num_frames) / fps
+    return t if duration is None else np.clip(t, 0.0, duration)
+
+
+@dataclass
+class Video:
+    video_id: str
+    subset: str
+    duration: float
+    fps: float
+    segments: np.ndarray                                # (N, 2) float64, seconds
+    labels: np.ndarray                                  # (N,) int64, index into the class list
+    extra: list = field(default_factory=list)           # per annotation: keys we don't interpret
+    video_extra: dict = field(default_factory=dict)     # per video: keys we don't interpret
+
+
+# ---------------------------------------------------------------- annotation files
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _unique_keys(pairs):
+    # json silently keeps the last of two equal keys: a duplicated video id would vanish unnoticed
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f, object_pairs_hook=_unique_keys)
+    except OSError as e:
+        raise data_error(path, f"cannot read: {e.strerror}") from None
+    except ValueError as e:                             # JSONDecodeError, UnicodeDecodeError, duplicates
+        raise data_error(path, f"broken JSON: {e}") from None
+
+
+def _derive_classes(db):
+    """Label names ordered by label_id (names without one go last, alphabetically).
+
+    A name seen with several ids takes the smallest; the per-annotation check then reports the others.
+    """
+    first_id = {}
+    for entry in db.values():
+        anns = entry.get("annotations") if isinstance(entry, dict) else None
+        for ann in anns if isinstance(anns, list) else []:
+            if isinstance(ann, dict) and isinstance(ann.get("label"), str):
+                lid = ann.get("label_id")
+                lid = lid if _is_number(lid) else math.inf
+                first_id[ann["label"]] = min(first_id.get(ann["label"], math.inf), lid)
+    return sorted(first_id, key=lambda name: (first_id[name], name))
+
+
+def _positive(path, vid, key, value):
+    if not _is_number(value) or value <= 0:
+        raise data_error(path, f"expected a positive number, got {value!r}", vid, key)
+    return float(value)
+
+
+def _parse_annotation(path, vid, k, ann, index):
+    """One annotation -> (start, end, label index, extra keys); DataError naming annotations[k]."""
+    where = f"annotations[{k}]"
+    if not isinstance(ann, dict):
+        raise data_error(path, f"expected an object, got {ann!r}", vid, where)
+    label = ann.get("label")
+    if not isinstance(label, str) or label not in index:
+        raise data_error(path, f"{label!r} is not in the class list ({len(index)} classes)",
+                         vid, where + ".label")
+    if "label_id" in ann and ann["label_id"] != index[label]:
+        raise data_error(path, f"{ann['label_id']!r} disagrees with {label!r}, class {index[label]} "
+                               "of the class list", vid, where + ".label_id")
+    seg = ann.get("segment")
+    if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_number, seg))):
+        raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", vid, where + ".segment")
+    if seg[1] < seg[0]:
+        raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", vid, where + ".segment")
+    extra = {key: value for key, value in ann.items() if key not in _ANNOTATION_KEYS}
+    return float(seg[0]), float(seg[1]), index[label], extra
+
+
+# Repairs of real files (THUMOS14 has segments lying wholly past their video's end, ActivityNet has
+# zero-length ones and ones ending past the end): counted per video and printed once per file.
+_REPAIRS = {"clipped": "clipped {n} segments that end past their video's duration",
+            "past": "dropped {n} segments that start at or past their video's duration",
+            "empty": "dropped {n} empty segments (end == start)"}
+
+
+def _parse_video(path, vid, entry, index, default_fps):
+    """One database entry -> (Video, {repair: count})."""
+    if not isinstance(entry, dict):
+        raise data_error(path, f"expected an object, got {entry!r}", vid)
+    if not isinstance(entry.get("subset"), str):
+        raise data_error(path, f"expected a string, got {entry.get('subset')!r}", vid, "subset")
+    duration = _positive(path, vid, "duration", entry.get("duration"))
+    fps = entry.get("fps", default_fps)
+    if fps is None:
+        raise data_error(path, "missing, and the config sets no default_fps", vid, "fps")
+    fps = _positive(path, vid, "fps", fps)
+    anns = entry.get("annotations", [])
+    if not isinstance(anns, list):
+        raise data_error(path, f"expected a list, got {anns!r}", vid, "annotations")
+    segments, labels, extra, repairs = [], [], [], dict.fromkeys(_REPAIRS, 0)
+    for k, ann in enumerate(anns):
+        start, end, label, ann_extra = _parse_annotation(path, vid, k, ann, index)
+        if start >= duration or end == start:
+            # no feature covers it, or it has no extent: nothing to learn, nothing to find
+            repairs["past" if start >= duration else "empty"] += 1
+            continue
+        if end > duration:
+            end, repairs["clipped"] = duration, repairs["clipped"] + 1
+        segments.append((start, end))
+        labels.append(label)
+        extra.append(ann_extra)
+    video = Video(vid, entry["subset"], duration, fps,
+                  np.asarray(segments, dtype=np.float64).reshape(-1, 2),
+                  np.asarray(labels, dtype=np.int64), extra,
+                  {key: value for key, value in entry.items() if key not in _VIDEO_KEYS})
+    return video, repairs
+
+
+def _print_repairs(path, per_video):
+    """One line per kind of repair; the rare drops name their first few videos."""
+    for kind, text in _REPAIRS.items():
+        counts = {vid: repairs[kind] for vid, repairs in per_video.items() if repairs[kind]}
+        if not counts:
+            continue
+        names = ", ".join(f"{vid}: {n}" for vid, n in list(counts.items())[:5])
+        names = "" if kind == "clipped" else f" ({names}{', ...' if len(counts) > 5 else ''})"
+        print(f"{path}: {text.format(n=sum(counts.values()))}{names}")
+
+
+def load_annotations(path, classes=None, default_fps=None):
+    """Read and check an annotation (or pseudo-label) file -> ({video_id: Video}, class names).
+
+    `classes` None: the file's labels ordered by label_id. Segments ending past their video's
+    duration are clipped to it; empty ones and those starting at or past it are dropped (printed).
+    """
+    data = _read_json(path)
+    db = data.get("database") if isinstance(data, dict) else None
+    if not isinstance(db, dict):
+        raise data_error(path, 'missing "database" object')
+    classes = _derive_classes(db) if classes is None else list(classes)
+    if len(set(classes)) != len(classes):
+        raise data_error(path, f"the class list names a class twice: {classes}", where="classes")
+    index = {name: i for i, name in enumerate(classes)}
+    videos, per_video = {}, {}
+    for vid, entry in db.items():
+        videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps)
+    _print_repairs(path, per_video)
+    return videos, classes
+
+
+# ---------------------------------------------------------------- labeled / unlabeled splits
+
+def read_split(path, videos=None):
+    """Video ids of a split file, one a line (blank lines and # comments ignored), in file order."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise data_error(path, f"cannot read: {e.strerror}") from None
+    ids, seen = [], set()
+    for n, line in enumerate(lines, 1):
+        vid = line.split("#", 1)[0].strip()
+        if not vid:
+            continue
+        if videos is not None and vid not in videos:
+            raise data_error(path, "not in the annotation file", vid, f"line {n}")
+        if vid in seen:
+            raise data_error(path, "listed twice", vid, f"line {n}")
+        seen.add(vid)
+        ids.append(vid)
+    return ids
+
+
+def write_split(path, video_ids):
+    """Write the ids sorted, one a line; atomically, so a reader never sees half a split."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write("".join(f"{vid}\n" for vid in sorted(set(video_ids))))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _greedy_cover(order, videos):
+    """A few videos holding every class of `order` between them; ties go to the earlier in `order`."""
+    classes_of = {vid: set(videos[vid].labels.tolist()) for vid in order}
+    missing = set().union(*classes_of.values())
+    cover = []
+    while missing:
+        best = max(order, key=lambda vid: len(classes_of[vid] & missing))   # first of the maxima
+        cover.append(best)
+        missing -= classes_of[best]
+    return cover
+
+
+def _stratified_order(order, videos, taken):
+    """The videos of `order` not in `taken`, arranged so that every prefix draws each stratum (a
+    video's most frequent class) in proportion to its size; `taken` counts toward its strata."""
+    strata = {}
+    for vid in order:
+        labels = videos[vid].labels
+        strata.setdefault(int(np.bincount(labels).argmax()) if len(labels) else -1, []).append(vid)
+    key = {}
+    for members in strata.values():
+        free = [vid for vid in members if vid not in taken]
+        for j, vid in enumerate(free):
+            key[vid] = (len(members) - len(free) + j + 0.5) / len(members)
+    rank = {vid: r for r, vid in enumerate(order)}          # seeded tie-break
+    return sorted(key, key=lambda vid: (key[vid], rank[vid]))
+
+
+def make_split(videos, subset, ratio, seed, classes):
+    """Seeded, stratified labeled/unlabeled split of the videos of `subset` -> (labeled, unlabeled).
+
+    round(ratio * n) videos are labeled: first a greedy cover of the classes occurring in the subset,
+    so that none is left without a labeled example, then a stratified draw fills the rest.
+    """
+    ids = sorted(vid for vid, video in videos.items() if video.subset == subset)
+    if not ids:
+        raise DataError(f"make_split: subset {subset!r}: no videos")
+    if not 0 < ratio <= 1:
+        raise DataError(f"make_split: subset {subset!r}: ratio: {ratio} is not in (0, 1]")
+    n_labeled = int(round(ratio * len(ids)))
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    cover = _greedy_cover(order, videos)
+    if len(cover) > n_labeled:
+        present = {int(c) for vid in ids for c in videos[vid].labels}
+        raise DataError(f"make_split: subset {subset!r}: ratio {ratio} gives {n_labeled} labeled videos, "
+                        f"but covering the {len(present)} classes that occur in it (of {len(classes)}) "
+                        f"takes {len(cover)}; raise the ratio")
+    fill = _stratified_order(order, videos, set(cover))[: n_labeled - len(cover)]
+    labeled = set(cover) | set(fill)
+    return sorted(labeled), [vid for vid in ids if vid not in labeled]
+
+
+# ---------------------------------------------------------------- features and the dataset
+
+def load_features(dcfg, video_id):
+    """The memory-mapped (T, D) features of one video, checked against the config."""
+    path = os.path.join(dcfg["feature_dir"], f"{video_id}.npy")
+    if not os.path.isfile(path):
+        raise data_error(path, "file is missing", video_id, "features")
+    try:
+        feats = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise data_error(path, f"cannot read as .npy: {e}", video_id, "features") from None
+    if (not isinstance(feats, np.ndarray) or feats.ndim != 2 or len(feats) == 0
+            or not np.issubdtype(feats.dtype, np.number)):
+        raise data_error(path, f"expected a non-empty numeric (T, D) array, got "
+                               f"{getattr(feats, 'shape', type(feats).__name__)}", video_id, "features")
+    if feats.shape[1] != dcfg["feature_dim"]:
+        raise data_error(path, f"the array has D={feats.shape[1]}, the config says "
+                               f"{dcfg['feature_dim']}", video_id, "feature_dim")
+    return feats
+
+
+def check_features(dcfg, video_ids):
+    """Fail now, naming file and video, rather than at some step of training (reads headers only)."""
+    for vid in video_ids:
+        load_features(dcfg, vid)
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Videos as feature sequences (D, T) with their actions in grid units.
+
+    training=True crops a video longer than max_seq_len to a random window whose position depends
+    only on (seed, epoch, index), so any number of loader workers gives the same crops;
+    training=False returns whole videos.
+    """
+    max_tries = 20      # windows tried before accepting one without any action
+
+    def __init__(self, dcfg, videos, video_ids, training, seed=0):
+        missing = [vid for vid in video_ids if vid not in videos]
+        if missing:
+            raise data_error(dcfg["annotation_file"], f"not in the annotation file ({len(missing)} "
+                             "ids missing)", missing[0])
+        self.dcfg, self.videos, self.video_ids = dcfg, videos, list(video_ids)
+        self.training, self.seed, self.epoch = training, seed, 0
+
+    def __len__(self):
+        return len(self.video_ids)
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def _crop(self, length, segments, i):
+        """Start of a max_seq_len window, and which actions it keeps (>= trunc_thresh inside)."""
+        size, thresh = self.dcfg["max_seq_len"], self.dcfg["trunc_thresh"]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        for _ in range(self.max_tries):
+            start = int(rng.integers(0, length - size + 1))
+            inside = np.minimum(segments[:, 1], start + size) - np.maximum(segments[:, 0], start)
+            keep = (inside > 0) & (inside >= thresh * (segments[:, 1] - segments[:, 0]))
+            if keep.any():
+                break
+        return start, keep
+
+    def __getitem__(self, i):
+        video = self.videos[self.video_ids[i]]
+        stride, frames = self.dcfg["feat_stride"], self.dcfg["num_frames"]
+        feats = load_features(self.dcfg, video.video_id)
+        segments = time_to_grid(video.segments, video.fps, stride, frames)
+        labels, offset, size = video.labels, 0, self.dcfg["max_seq_len"]
+        if self.training and len(feats) > size:
+            offset, keep = self._crop(len(feats), segments, i)
+            feats = feats[offset: offset + size]        # reads only the window from the memory map
+            segments = np.clip(segments[keep], offset, offset + size) - offset
+            labels = labels[keep]
+        return {
+            "video_id": video.video_id,
+            "feats": torch.from_numpy(np.array(feats.T, dtype=np.float32, order="C")),    # (D, T)
+            "segments": torch.from_numpy(segments.astype(np.float32)),                    # (N, 2)
+            "labels": torch.from_numpy(labels.astype(np.int64)),                          # (N,)
+            "fps": video.fps, "duration": video.duration,
+            "feat_stride": stride, "num_frames": frames, "offset": offset,
+        }
+
+
+def collate(batch, pad_multiple=1):
+    """Stack features zero-padded to a multiple of pad_multiple, with mask True on real steps;
+    segments, labels and the other keys stay lists (their lengths differ between videos)."""
+    lengths = [item["feats"].shape[1] for item in batch]
+    t_pad = -(-max(lengths) // pad_multiple) * pad_multiple
+    feats = batch[0]["feats"].new_zeros(len(batch), batch[0]["feats"].shape[0], t_pad)
+    mask = torch.zeros(len(batch), t_pad, dtype=torch.bool)
+    for b, (item, length) in enumerate(zip(batch, lengths)):
+        feats[b, :, :length] = item["feats"]
+        mask[b, :length] = True
+    out = {"feats": feats, "mask": mask}
+    out.update({key: [item[key] for item in batch] for key in batch[0] if key != "feats"})
+    return out
