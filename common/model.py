@@ -160,6 +160,9 @@ class Backbone(nn.Module):
             d, mcfg["n_head"], mcfg["window"], stride, mcfg["dropout"], mcfg["path_drop"])
         self.stem = nn.ModuleList(block(1) for _ in range(mcfg["stem_layers"]))
         self.branch = nn.ModuleList(block(2) for _ in range(mcfg["branch_layers"]))
+        for m in self.modules():  # ActionFormer starts every backbone bias at zero
+            if isinstance(m, nn.Conv1d) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, x, mask):
         for conv, norm in zip(self.embd, self.embd_norm):
