@@ -101,7 +101,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, devi
         if ema is not None:
             ema.update(model, step)
         for k, v in parts.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
+            sums[k] = sums.get(k, 0.0) + (v.item() if torch.is_tensor(v) else float(v))
         count += 1
         bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
         if not math.isfinite(float(parts["loss"])):

@@ -1,0 +1,110 @@
+"""What every stage script repeats: its common arguments, its config, its data, its detector.
+
+Each stage keeps its own idea in its own file; this module only saves them from pasting the same
+set-up five times.
+"""
+import argparse
+import os
+import sys
+
+from common.checkpoint import CheckpointError
+from common.config import ConfigError, from_dict, load_config
+from common.data import DataError, check_features, load_annotations, make_split, read_split, write_split
+from common.model import build_model
+from common.synthetic import ensure_dataset
+
+
+def add_common_args(parser):
+    parser.add_argument("--config", required=True, help="YAML config (configs/default.yaml: the embedded dataset)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set train.lr=5e-4 (repeatable)")
+    parser.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: CUDA when present)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files, CI)")
+    return parser
+
+
+def make_parser(doc):
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog="\n\n".join(doc.split("\n\n")[1:]))
+
+
+def run_main(main_fn, argv=None):
+    """Run a stage; bad input ends in one line on stderr and exit code 2, never a traceback."""
+    try:
+        return main_fn(argv)
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def config_from_args(args):
+    return load_config(args.config, args.set)
+
+
+def config_with_model_of(cfg, ckpt):
+    """The config of this run, with the detector's architecture taken from the checkpoint."""
+    cfg = dict(cfg)
+    cfg["model"] = from_dict({"model": ckpt["config"]["model"]})["model"]
+    return cfg
+
+
+# Labeled ratios of the paper's experiments (Table 1); their splits are written beside the data.
+SPLIT_RATIOS = (10, 20, 40, 60)
+
+
+def load_data(cfg):
+    """Generate the embedded dataset (and its splits) if asked and absent; read and check the annotations."""
+    dcfg = cfg["dataset"]
+    if dcfg["synthetic_size"] and not os.path.exists(dcfg["annotation_file"]):
+        ensure_dataset(os.path.dirname(os.path.abspath(dcfg["annotation_file"])),
+                       dcfg["synthetic_size"], dcfg["synthetic_seed"])
+    videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
+    if dcfg["synthetic_size"]:
+        ensure_splits(videos, classes, dcfg)
+    return videos, classes
+
+
+def ensure_splits(videos, classes, dcfg):
+    """Write the embedded dataset's stratified splits (seeded) when they are missing."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(dcfg["annotation_file"])), "splits")
+    for pct in SPLIT_RATIOS:
+        labeled = os.path.join(folder, f"labeled_{pct}pct.txt")
+        if os.path.exists(labeled):
+            continue
+        try:
+            lab, unlab = make_split(videos, dcfg["train_subset"], pct / 100, dcfg["synthetic_seed"], classes)
+        except DataError as e:  # a tiny dataset cannot cover every class at 10%
+            print(f"no {pct}% split: {e}")
+            continue
+        write_split(os.path.join(folder, f"unlabeled_{pct}pct.txt"), unlab)
+        write_split(labeled, lab)
+
+
+def subset_ids(videos, subset, path):
+    ids = sorted(v for v, info in videos.items() if info.subset == subset)
+    if not ids:
+        subsets = sorted({info.subset for info in videos.values()})
+        raise DataError(f"{path}: no video of subset {subset!r} (the file has {subsets})")
+    return ids
+
+
+def labeled_ids(cfg, videos):
+    """The labeled training videos: the split file when given, else the whole training subset."""
+    dcfg = cfg["dataset"]
+    if dcfg["labeled_split"]:
+        ids = read_split(dcfg["labeled_split"], videos)
+    else:
+        ids = subset_ids(videos, dcfg["train_subset"], dcfg["annotation_file"])
+    check_features(dcfg, ids)
+    return ids
+
+
+def eval_ids(cfg, videos):
+    ids = subset_ids(videos, cfg["dataset"]["eval_subset"], cfg["dataset"]["annotation_file"])
+    check_features(cfg["dataset"], ids)
+    return ids
+
+
+def build_detector(cfg, classes, device):
+    return build_model(cfg, len(classes)).to(device)
