@@ -1,0 +1,407 @@
+"""Synthetic THUMOS-like dataset in ActionFormer's format, so the toolkit runs with no downloads.
+
+Writes under root: annotations.json (ActionFormer's format, subsets "train"/"test", label_id =
+alphabetical rank), features/<video_id>.npy (float32 (T, D); feature i averages frames
+[i*feat_stride, i*feat_stride + num_frames), so a time t sits at grid position
+t*fps/feat_stride - 0.5*num_frames/feat_stride; T as in `num_features`) and meta.json (parameters,
+class groups, measured statistics).
+
+The generative model, and the difficulty of real data each part stands in for:
+- Layout follows THUMOS14's validation split: log-normal action durations (median 2.9 s, p5 0.7, p95
+  9.7) with a per-class scale, as some sports are quick and others slow; log-normal instance counts
+  (median 8, mean 15), so a few videos are crowded; a per-video coverage (mean 29%) sets the video
+  length; Dirichlet gaps with concentration < 1 cluster instances and leave long empty stretches.
+  1 class per video, sometimes 2, then mostly from one group. A few last segments end past the
+  video's duration, as in the real file, so readers must clip.
+- Confusable groups (CliffDiving/Diving, CricketBowling/CricketShot, ...): a class prototype is
+  normalised(group vector + class_separation * own vector), so most errors stay inside a group.
+- Frames are latent vectors. Background: a per-video vector leaning towards the video's group (scene
+  context predicts the class, not the boundaries) plus a slow drift. An action adds its prototype in
+  three phases (start, middle, end, interpolated by relative position), so boundaries look learnable,
+  scaled by a per-instance intensity, plus a per-instance offset: no two instances are alike.
+- Distractors: a weak action in unlabeled background, the false positives a detector must reject and
+  that pseudo-labels get wrong.
+- A feature averages its num_frames frames, which blurs boundaries exactly as clip features do; a
+  random orthonormal embedding into D dims and Gaussian noise follow, so no dimension is meaningful.
+Each video draws from its own stream (seed, subset, index): the same seed gives byte-identical files.
+
+    python -m common.synthetic --out data/synthetic --size small --seed 0
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from statistics import NormalDist
+
+import numpy as np
+
+VERSION = "synthetic-thumos-v1"
+SUBSETS = ("train", "test")
+
+# Classes are taken group by group, so a small K still has confusable pairs.
+CLASS_GROUPS = (
+    ("CliffDiving", "Diving"),
+    ("BaseballPitch", "CricketBowling", "CricketShot"),
+    ("HammerThrow", "JavelinThrow", "Shotput", "ThrowDiscus"),
+    ("HighJump", "LongJump", "PoleVault"),
+    ("Billiards", "GolfSwing", "TennisSwing"),
+    ("BasketballDunk", "CleanAndJerk", "FrisbeeCatch", "SoccerPenalty", "VolleyballSpiking"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorParams:
+    # scale: overridden by the size presets in SIZES
+    num_train: int = 160
+    num_test: int = 80
+    num_classes: int = 20
+    max_instances: int = 128  # cap on the heavy-tailed count (THUMOS14: 128 in validation)
+    min_duration: float = 20.0  # s, bounds on the video length
+    max_duration: float = 1400.0
+    # feature grid
+    feat_stride: int = 8
+    num_frames: int = 16
+    feat_dim: int = 64
+    latent_dim: int = 32  # must not exceed feat_dim: the embedding is orthonormal
+    fps_choices: tuple = (30.0, 29.97, 25.0, 24.0)
+    fps_weights: tuple = (0.90, 0.05, 0.04, 0.01)  # THUMOS14: 381, 18, 11, 2 videos
+    # temporal layout; the defaults reproduce the THUMOS14 numbers in the comments
+    duration_median: float = 2.9  # s, action duration
+    duration_sigma_low: float = 0.86  # log-spread below the median: p5 = 0.7 s
+    duration_sigma_high: float = 0.73  # log-spread above it: p95 = 9.7 s
+    class_duration_spread: float = 0.3  # per-class log-scale; taken out of the two spreads above
+    min_action: float = 0.2  # s
+    count_median: float = 8.0  # instances per video, log-normal
+    count_sigma: float = 1.12  # mean = median * exp(sigma^2 / 2) = 15
+    coverage_mean: float = 0.29  # fraction of a video inside actions, Beta distributed
+    coverage_concentration: float = 4.1  # Beta(1.2, 2.9): p5 3%, median 26%, p95 68%
+    gap_concentration: float = 0.5  # Dirichlet gaps; < 1 clusters instances
+    two_class_prob: float = 0.15  # THUMOS14: 61 of 412 videos
+    same_group_prob: float = 0.8  # the second class shares the first one's group
+    overflow_prob: float = 0.03  # videos whose last segment ends past the duration
+    # appearance
+    class_separation: float = 0.5  # own-vector weight; cosine within a group ~ 1 / (1 + s^2)
+    phase_separation: float = 0.5  # how different start, middle and end of an action look
+    intensity_median: float = 1.0  # per-instance scale of the action, log-normal
+    intensity_sigma: float = 0.3
+    instance_offset_std: float = 0.5  # norm of a per-instance latent offset
+    context_strength: float = 0.3  # pull of the background towards the video's class group
+    drift_std: float = 0.3  # norm of the slow background drift
+    drift_period: float = 5.0  # s between independent drift knots
+    distractor_rate: float = 0.3  # unlabeled weak actions per labeled instance
+    distractor_strength: float = 0.4  # their intensity relative to an action's
+    distractor_same_class_prob: float = 0.5  # else a random class
+    noise_std: float = 0.7  # per feature dimension; a unit-norm latent gives ~1 per dimension
+
+
+SIZES = {
+    "tiny": dict(num_train=16, num_test=8, num_classes=5, max_instances=6, min_duration=15.0,
+                 max_duration=60.0),
+    "small": {},
+    "full": dict(num_train=200, num_test=212),  # THUMOS14's validation / test split sizes
+}
+
+
+def make_params(size="small", overrides=None):
+    """GeneratorParams of a size preset with `overrides` (a dict, e.g. meta.json's "params") on top.
+
+    Unknown keys and wrong types are errors, so a typo cannot silently leave a default in place."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}, expected one of {sorted(SIZES)}")
+    values = {**SIZES[size], **(overrides or {})}
+    for key, value in values.items():
+        if key not in GeneratorParams.__dataclass_fields__:
+            raise TypeError(f"unknown generator parameter {key!r}")
+        default = getattr(GeneratorParams, key)
+        values[key] = value = tuple(value) if isinstance(default, tuple) else value  # JSON gives lists
+        if not isinstance(value, type(default)) and not (type(default) is float and type(value) is int):
+            raise TypeError(f"generator parameter {key} must be {type(default).__name__}, got {value!r}")
+    return GeneratorParams(**values)
+
+
+def num_features(duration, fps, feat_stride=8, num_frames=16):
+    """Number of full windows of num_frames frames, every feat_stride frames, in the video."""
+    n_frames = int(np.floor(duration * fps + 1e-6))  # 1e-6: 10.1 * 30 is 302.99999999999994
+    return max(0, (n_frames - num_frames) // feat_stride + 1)
+
+
+def _rng(seed, *key):
+    # one independent stream per key, whatever else is generated
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _class_groups(k):
+    if not 1 <= k <= sum(map(len, CLASS_GROUPS)):
+        raise ValueError(f"num_classes must be in 1..{sum(map(len, CLASS_GROUPS))}, got {k}")
+    groups, left = [], k
+    for group in CLASS_GROUPS:
+        if left > 0:
+            groups.append(sorted(group[:left]))
+            left -= len(groups[-1])
+    return groups
+
+
+def _make_world(p, seed):
+    """Class names (label_id order), groups, phase prototypes, duration scales and the embedding."""
+    if p.latent_dim > p.feat_dim:
+        raise ValueError("latent_dim must not exceed feat_dim")
+    rng, L = _rng(seed, 0), p.latent_dim
+    groups = _class_groups(p.num_classes)
+    names = sorted(n for g in groups for n in g)  # label_id = alphabetical rank, as in THUMOS14
+    group_of = np.array([next(i for i, g in enumerate(groups) if n in g) for n in names])
+    group_vec = _unit(rng.standard_normal((len(groups), L)))
+    proto = _unit(group_vec[group_of] + p.class_separation * _unit(rng.standard_normal((len(names), L))))
+    phases = _unit(proto[:, None] + p.phase_separation * _unit(rng.standard_normal((len(names), 3, L))))
+    # normal quantiles dealt to classes at random: pooled durations keep their targets at any K
+    quantiles = [NormalDist().inv_cdf((i + 0.5) / len(names)) for i in rng.permutation(len(names))]
+    log_scale = p.class_duration_spread * np.array(quantiles)
+    embed = np.linalg.qr(rng.standard_normal((p.feat_dim, L)))[0].T  # (L, D), orthonormal rows
+    return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
+                log_scale=log_scale, embed=embed)
+
+
+def _durations(p, rng, log_scale):
+    """Two-piece log-normal action durations, one per entry of the class log-scales."""
+    z = rng.standard_normal(len(log_scale))
+    sigma = np.where(z < 0, p.duration_sigma_low, p.duration_sigma_high)
+    # the class spread is part of the total, so the pooled quantiles keep their targets
+    sigma = np.sqrt(np.maximum(sigma ** 2 - p.class_duration_spread ** 2, 0.0))
+    return np.maximum(p.duration_median * np.exp(log_scale + sigma * z), p.min_action)
+
+
+def _video_classes(p, world, rng):
+    classes = [int(rng.integers(p.num_classes))]
+    if p.num_classes > 1 and rng.random() < p.two_class_prob:
+        others = [c for c in range(p.num_classes) if c != classes[0]]
+        mates = [c for c in others if world["group_of"][c] == world["group_of"][classes[0]]]
+        pool = mates if mates and rng.random() < p.same_group_prob else others
+        classes.append(int(rng.choice(pool)))
+    return classes
+
+
+def _layout(p, world, rng, classes, count_quantile):
+    """Instances (start, end, label) without overlap, the video length and the overflow flag."""
+    z = NormalDist().inv_cdf(count_quantile)
+    n = int(np.clip(np.rint(p.count_median * np.exp(p.count_sigma * z)), 1, p.max_instances))
+    # every class of the video appears when there is room for it
+    labels = rng.permutation(np.concatenate([classes, rng.choice(classes, n)])[:n])
+    dur = _durations(p, rng, world["log_scale"][labels])
+    a = p.coverage_mean * p.coverage_concentration
+    coverage = rng.beta(a, p.coverage_concentration - a)
+    length = float(np.clip(dur.sum() / coverage, p.min_duration, p.max_duration))
+    if dur.sum() > 0.9 * length:  # more action than the longest video allows: shorten instances
+        dur *= 0.9 * length / dur.sum()
+    gaps = rng.dirichlet(np.full(n + 1, p.gap_concentration))
+    overflow = bool(rng.random() < p.overflow_prob)
+    if overflow:  # the last action runs to the end of the video
+        gaps[-1] = 0.0
+        gaps /= gaps.sum()
+    gaps *= length - dur.sum()
+    starts = np.cumsum(gaps[:-1]) + np.concatenate([[0.0], np.cumsum(dur[:-1])])
+    return list(zip(starts, starts + dur, labels)), length, overflow
+
+
+def _distractors(p, world, rng, instances, length, classes):
+    """Unlabeled weak actions placed in the background, 0.5 s clear of the labeled ones."""
+    edges = [0.0] + [x for s, e, _ in instances for x in (s - 0.5, e + 0.5)] + [length]
+    free = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b > a]
+    out = []
+    for _ in range(rng.poisson(p.distractor_rate * len(instances))):
+        same = rng.random() < p.distractor_same_class_prob
+        c = int(rng.choice(classes)) if same else int(rng.integers(p.num_classes))
+        d = _durations(p, rng, world["log_scale"][[c]])[0]
+        room = np.array([max(b - a - d, 0.0) for a, b in free])
+        if room.sum() <= 0:
+            continue
+        j = int(rng.choice(len(free), p=room / room.sum()))
+        s = free[j][0] + rng.random() * room[j]
+        free[j:j + 1] = [(free[j][0], s), (s + d, free[j][1])]
+        out.append((s, s + d, c))
+    return out
+
+
+def _frame_latents(p, world, rng, n_frames, fps, events, context_class):
+    """(n_frames, L) latents: background + drift + phased actions; events = (start, end, class, scale)."""
+    L = p.latent_dim
+    ctx = world["group_vec"][world["group_of"][context_class]]
+    background = _unit(_unit(rng.standard_normal(L)) + p.context_strength * ctx)
+    knots = p.drift_std * rng.standard_normal((int(n_frames / fps / p.drift_period) + 2, L)) / np.sqrt(L)
+    pos = np.arange(n_frames) / (fps * p.drift_period)
+    lo, w = pos.astype(int), (pos % 1.0)[:, None]
+    x = (background + (1 - w) * knots[lo] + w * knots[lo + 1]).astype(np.float32)  # float32: speed
+    centres = (np.arange(n_frames) + 0.5) / fps  # frame j is inside [s, e) when its centre is
+    for s, e, c, scale in events:
+        f0, f1 = np.searchsorted(centres, [s, e])
+        u = (centres[f0:f1, None] - s) / (e - s)  # relative position in the instance
+        w_start, w_end = np.maximum(1 - 2 * u, 0), np.maximum(2 * u - 1, 0)
+        mix = w_start * world["phases"][c, 0] + (1 - w_start - w_end) * world["phases"][c, 1] \
+            + w_end * world["phases"][c, 2]
+        offset = p.instance_offset_std * rng.standard_normal(L) / np.sqrt(L)
+        x[f0:f1] += scale * mix + offset
+    return x
+
+
+def _features(p, world, rng, x, n_features):
+    """Average each window of num_frames frames, embed into feat_dim dims, add noise."""
+    g = math.gcd(p.feat_stride, p.num_frames)  # windows are whole blocks of g frames
+    blocks = x[: len(x) // g * g].reshape(-1, g, x.shape[1]).sum(axis=1, dtype=np.float64)
+    cs = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(blocks, axis=0)])
+    idx = np.arange(n_features) * (p.feat_stride // g)
+    windows = (cs[idx + p.num_frames // g] - cs[idx]) / p.num_frames
+    feats = np.sqrt(p.feat_dim) * windows @ world["embed"]  # unit latent -> ~1 per dimension
+    return (feats + p.noise_std * rng.standard_normal(feats.shape)).astype(np.float32)
+
+
+def _make_video(p, world, seed, subset, index, stratum, n_strata):
+    """One video's annotation entry and its (T, D) features."""
+    rng = _rng(seed, 1 + SUBSETS.index(subset), index)
+    classes = _video_classes(p, world, rng)
+    count_quantile = (stratum + rng.uniform(0.01, 0.99)) / n_strata
+    instances, length, overflow = _layout(p, world, rng, classes, count_quantile)
+    fps = float(rng.choice(p.fps_choices, p=np.asarray(p.fps_weights) / sum(p.fps_weights)))
+    duration = round(length, 2)
+    segments = [[round(float(s), 2), round(float(e), 2)] for s, e, _ in instances]
+    if overflow:  # annotated past the end, as some THUMOS14 test segments are
+        segments[-1][1] = round(duration + rng.uniform(0.2, 2.0), 2)
+    intensity = p.intensity_median * np.exp(p.intensity_sigma * rng.standard_normal(len(instances)))
+    events = [(s, e, c, a) for (s, e), (_, _, c), a in zip(segments, instances, intensity)]
+    for s, e, c in _distractors(p, world, rng, instances, length, classes):
+        scale = p.intensity_median * np.exp(p.intensity_sigma * rng.standard_normal())
+        events.append((s, e, c, p.distractor_strength * scale))
+    n_frames = int(np.floor(duration * fps + 1e-6))
+    x = _frame_latents(p, world, rng, n_frames, fps, events, classes[0])
+    feats = _features(p, world, rng, x, num_features(duration, fps, p.feat_stride, p.num_frames))
+    annotations = [{"label": world["names"][c], "segment": [s, e],
+                    "segment(frames)": [round(s * fps, 2), round(e * fps, 2)], "label_id": int(c)}
+                   for (s, e), (_, _, c) in zip(segments, instances)]
+    return {"subset": subset, "duration": duration, "fps": fps, "annotations": annotations}, feats
+
+
+def _write(out, p, size, seed):
+    world = _make_world(p, seed)
+    os.makedirs(os.path.join(out, "features"))
+    database = {}
+    for k, (subset, count) in enumerate(zip(SUBSETS, (p.num_train, p.num_test))):
+        # stratified instance counts: the heavy tail's median and mean hold in every subset
+        strata = _rng(seed, 3 + k).permutation(count)
+        for i in range(count):
+            video_id = f"video_{subset}_{i + 1:07d}"
+            database[video_id], feats = _make_video(p, world, seed, subset, i, strata[i], count)
+            np.save(os.path.join(out, "features", video_id + ".npy"), feats)
+    ann_file = os.path.join(out, "annotations.json")
+    with open(ann_file, "w") as f:
+        json.dump({"version": VERSION, "database": dict(sorted(database.items()))}, f, indent=2)
+    stats = dataset_stats(ann_file)
+    meta = {"version": VERSION, "size": size, "seed": seed, "params": dataclasses.asdict(p),
+            "class_names": world["names"], "class_groups": world["groups"], "stats": stats}
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    return stats
+
+
+def _generate(root, size, seed, params, replace):
+    p = params if isinstance(params, GeneratorParams) else make_params(size, params)
+    root = os.path.abspath(root)
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=os.path.dirname(root))
+    try:
+        stats = _write(tmp, p, size, seed)
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would outlive the rename
+        if replace and os.path.exists(root):
+            shutil.rmtree(root)
+        os.rename(tmp, root)  # fails on a non-empty root, e.g. written meanwhile by another process
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stats
+
+
+def generate_dataset(root, size="small", seed=0, params=None):
+    """Write the dataset under root (built beside it, then renamed into place); return its stats.
+
+    params: None (the size preset), a dict of GeneratorParams fields over the preset, or a full
+    GeneratorParams (then `size` only labels meta.json)."""
+    return _generate(root, size, seed, params, replace=True)
+
+
+def ensure_dataset(root, size="small", seed=0):
+    """Generate the dataset under root unless root/annotations.json exists (a cache on disk); return root.
+
+    A cached synthetic dataset of another size or seed (per its meta.json) is an error, not a reuse."""
+    root = str(root)
+    meta_file = os.path.join(root, "meta.json")
+    if not os.path.exists(os.path.join(root, "annotations.json")):
+        print(f"generating synthetic dataset (size={size}, seed={seed}) in {root}", flush=True)
+        try:
+            _generate(root, size, seed, None, replace=False)
+        except OSError:  # a concurrent call may have written it first; anything else is an error
+            if not os.path.exists(os.path.join(root, "annotations.json")):
+                raise
+    elif os.path.exists(meta_file):
+        with open(meta_file) as f:
+            meta = json.load(f)
+        if (meta.get("size"), meta.get("seed")) != (size, seed):
+            raise ValueError(f"{root} holds size={meta.get('size')} seed={meta.get('seed')}, asked for "
+                             f"size={size} seed={seed}: delete it or pass the matching arguments")
+    return root
+
+
+def _covered(segments, duration):
+    """Length of the union of segments clipped to [0, duration]."""
+    total, reach = 0.0, 0.0
+    for s, e in sorted((max(s, 0.0), min(e, duration)) for s, e in segments):
+        total += max(e - max(s, reach), 0.0)
+        reach = max(reach, e)
+    return total
+
+
+def dataset_stats(annotation_file):
+    """Temporal statistics of an annotation file in ActionFormer's format (synthetic or real)."""
+    with open(annotation_file) as f:
+        database = json.load(f)["database"]
+    lengths, counts, coverage, n_classes, subsets, past_end = [], [], [], {}, {}, 0
+    for video in database.values():
+        segments = [a["segment"] for a in video["annotations"]]
+        lengths += [e - s for s, e in segments]
+        counts.append(len(segments))
+        coverage.append(_covered(segments, video["duration"]) / video["duration"])
+        k = str(len({a["label"] for a in video["annotations"]}))
+        n_classes[k] = n_classes.get(k, 0) + 1
+        sub = subsets.setdefault(video["subset"], {"videos": 0, "instances": 0})
+        sub["videos"] += 1
+        sub["instances"] += len(segments)
+        past_end += sum(e > video["duration"] for _, e in segments)
+    p5, median, p95 = np.percentile(lengths, [5, 50, 95])
+    video_median = np.median([v["duration"] for v in database.values()])
+    numbers = dict(action_duration_median=median, action_duration_p5=p5, action_duration_p95=p95,
+                   instances_median=np.median(counts), instances_mean=np.mean(counts),
+                   coverage_mean=np.mean(coverage), video_duration_median=video_median)
+    return {**{k: round(float(v), 3) for k, v in numbers.items()}, "instances_max": int(max(counts)),
+            "classes_per_video": dict(sorted(n_classes.items())), "segments_past_end": int(past_end),
+            "subsets": dict(sorted(subsets.items()))}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Generate the synthetic THUMOS-like dataset.")
+    parser.add_argument("--out", required=True, help="dataset directory (replaced if it exists)")
+    parser.add_argument("--size", default="small", choices=sorted(SIZES),
+                        help="tiny for tests, small (default) for quick experiments, full = THUMOS14 sizes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    t0 = time.time()
+    stats = generate_dataset(args.out, args.size, args.seed)
+    print(json.dumps(stats, indent=2))
+    print(f"generated {args.out} (size={args.size}, seed={args.seed}) in {time.time() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Tests of common/synthetic.py: the file format, the feature grid, determinism, the THUMOS14-like
+statistics of the default size, and that the features carry class signal with confusable groups."""
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from common.synthetic import (VERSION, dataset_stats, ensure_dataset, generate_dataset, main, make_params,
+                              num_features)
+
+
+def _generate_timed(root, size, seed=0, params=None):
+    t0 = time.time()
+    generate_dataset(root, size, seed, params)
+    print(f"\n{size}: generated in {time.time() - t0:.2f} s")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return _generate_timed(tmp_path_factory.mktemp("synthetic") / "tiny", "tiny")
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    return _generate_timed(tmp_path_factory.mktemp("synthetic") / "small", "small")
+
+
+def _load(root):
+    with open(os.path.join(root, "annotations.json")) as f:
+        ann = json.load(f)
+    with open(os.path.join(root, "meta.json")) as f:
+        return ann, json.load(f)
+
+
+def _features(root, video_id):
+    return np.load(os.path.join(root, "features", video_id + ".npy"))
+
+
+def test_format(tiny):
+    ann, meta = _load(tiny)
+    p = meta["params"]
+    assert set(ann) == {"version", "database"} and ann["version"] == VERSION
+    db = ann["database"]
+    assert list(db) == sorted(db)
+    assert [v for v in db if db[v]["subset"] == "train"] == [f"video_train_{i:07d}" for i in range(1, 17)]
+    assert [v for v in db if db[v]["subset"] == "test"] == [f"video_test_{i:07d}" for i in range(1, 9)]
+    names = meta["class_names"]
+    assert len(names) == 5 and names == sorted(names)
+    assert sorted(n for g in meta["class_groups"] for n in g) == names
+    for video_id, video in db.items():
+        assert set(video) == {"subset", "duration", "fps", "annotations"}
+        duration, fps = video["duration"], video["fps"]
+        assert isinstance(duration, float) and round(duration, 2) == duration
+        assert fps in (30.0, 29.97, 25.0, 24.0)
+        previous_end = 0.0
+        for a in video["annotations"]:
+            assert set(a) == {"label", "segment", "segment(frames)", "label_id"}
+            s, e = a["segment"]
+            assert previous_end <= s < e and s < duration  # sorted, no overlap
+            previous_end = e
+            assert a["label_id"] == names.index(a["label"])  # label_id = alphabetical rank
+            assert a["segment(frames)"] == [round(s * fps, 2), round(e * fps, 2)]
+        feats = _features(tiny, video_id)
+        T = num_features(duration, fps, p["feat_stride"], p["num_frames"])
+        assert feats.dtype == np.float32 and feats.shape == (T, p["feat_dim"])
+        # T full windows: the last one fits in the video's frames, one more would not
+        n_frames = int(np.floor(duration * fps + 1e-6))
+        assert (T - 1) * p["feat_stride"] + p["num_frames"] <= n_frames < T * p["feat_stride"] + p["num_frames"]
+        assert 40 <= T <= 300  # tiny: 15 to 60 s, a few hundred grid steps at most
+
+
+def test_num_features_by_hand():
+    # 10.1 s at 30 fps = 303 frames (10.1 * 30 is 302.99999999999994 in floats);
+    # windows of 16 frames every 8 start at 0, 8, ..., 280 -> 36 windows
+    assert num_features(10.1, 30.0) == 36
+    assert num_features(0.64, 25.0) == 1  # exactly 16 frames
+    assert num_features(0.63, 25.0) == 0  # 15.75 frames
+
+
+def _inside_frames(video, n_frames):
+    """Frames whose centre lies in some annotated [start, end): the generator's definition."""
+    centres = (np.arange(n_frames) + 0.5) / video["fps"]
+    inside = np.zeros(n_frames, bool)
+    for a in video["annotations"]:
+        inside |= (centres >= a["segment"][0]) & (centres < a["segment"][1])
+    return inside
+
+
+def test_grid_alignment(tmp_path):
+    """With noise, drift, offsets and distractors off, a feature equals the background exactly when its
+    window of frames [i*stride, i*stride + num_frames) misses every action."""
+    clean = dict(noise_std=0.0, drift_std=0.0, instance_offset_std=0.0, distractor_rate=0.0,
+                 overflow_prob=0.5)  # half the videos end inside an action, to exercise clipping
+    generate_dataset(tmp_path / "clean", "tiny", seed=1, params=clean)
+    ann, meta = _load(tmp_path / "clean")
+    stride, nf = meta["params"]["feat_stride"], meta["params"]["num_frames"]
+    checked = 0
+    for video_id, video in ann["database"].items():
+        feats = _features(tmp_path / "clean", video_id).astype(np.float64)
+        n_frames = int(np.floor(video["duration"] * video["fps"] + 1e-6))
+        inside = _inside_frames(video, n_frames)
+        touched = np.array([inside[i * stride:i * stride + nf].any() for i in range(len(feats))])
+        assert touched.any()
+        # the documented mapping: a time t sits at grid position t*fps/stride - 0.5*nf/stride, so a
+        # position whose centre falls inside a segment has a window touching that segment
+        for a in video["annotations"]:
+            s, e = (np.array(a["segment"]) * video["fps"] - 0.5 * nf) / stride
+            assert touched[max(int(np.ceil(s)), 0):min(int(np.ceil(e)), len(feats))].all()
+        if touched.all():
+            continue
+        background = feats[np.argmin(touched)]
+        distance = np.abs(feats - background).max(axis=1)
+        assert np.all(distance[~touched] < 1e-6)
+        assert np.all(distance[touched] > 1e-3)
+        checked += 1
+    assert checked >= 20
+
+
+def test_determinism(tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        generate_dataset(tmp_path / name, "tiny", seed=seed)
+    files = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "a")
+                   for d, _, fs in os.walk(tmp_path / "a") for f in fs)
+    assert len(files) == 2 + 24
+
+    def read(name, f):
+        with open(tmp_path / name / f, "rb") as fh:
+            return fh.read()
+    for f in files:
+        assert read("a", f) == read("b", f), f
+    assert read("a", "annotations.json") != read("c", "annotations.json")
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "c"]  # no temporary directory left behind
+
+
+def test_generate_replaces_and_ensure_caches(tmp_path, capsys):
+    root = tmp_path / "data"
+    generate_dataset(root, "tiny", seed=5)
+    generate_dataset(root, "tiny", seed=0)  # replaces the seed-5 dataset
+    assert _load(root)[1]["seed"] == 0 and sorted(os.listdir(tmp_path)) == ["data"]
+    capsys.readouterr()
+    before = os.stat(root / "annotations.json").st_mtime_ns
+    assert ensure_dataset(root, "tiny", seed=0) == str(root)
+    assert capsys.readouterr().out == "" and os.stat(root / "annotations.json").st_mtime_ns == before
+    with pytest.raises(ValueError, match="size=tiny seed=0"):
+        ensure_dataset(root, "small", seed=0)
+
+    fresh = tmp_path / "fresh"
+    os.mkdir(fresh)  # an existing empty directory is filled
+    assert ensure_dataset(fresh, "tiny", seed=0) == str(fresh)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1
+    assert _load(fresh)[0] == _load(root)[0]
+
+
+def test_make_params():
+    assert make_params("tiny").num_classes == 5
+    assert make_params("full").num_test == 212
+    assert make_params("small", {"noise_std": 0.0}).noise_std == 0.0
+    with pytest.raises(TypeError, match="unknown"):
+        make_params("small", {"nosie_std": 0.0})
+    with pytest.raises(TypeError, match="must be int"):
+        make_params("small", {"num_train": 1.5})
+    with pytest.raises(ValueError):
+        make_params("huge")
+
+
+def test_dataset_stats_by_hand(tmp_path):
+    seg = lambda label, s, e: {"label": label, "segment": [s, e], "segment(frames)": [s * 30, e * 30],  # noqa
+                               "label_id": 0 if label == "A" else 1}
+    database = {
+        # overlapping [1, 3] and [2, 4]: union 3 s of 10 s -> coverage 0.3
+        "v1": {"subset": "train", "duration": 10.0, "fps": 30.0,
+               "annotations": [seg("A", 1.0, 3.0), seg("A", 2.0, 4.0)]},
+        # [18, 22] ends past 20 s: counts 2 s -> coverage (1 + 2) / 20 = 0.15
+        "v2": {"subset": "test", "duration": 20.0, "fps": 30.0,
+               "annotations": [seg("A", 0.0, 1.0), seg("B", 18.0, 22.0)]},
+    }
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"version": "x", "database": database}))
+    stats = dataset_stats(path)
+    # lengths 2, 2, 1, 4 -> sorted 1, 2, 2, 4: p5 at rank 0.15 = 1.15, p95 at rank 2.85 = 3.7
+    assert stats["action_duration_median"] == 2.0
+    assert stats["action_duration_p5"] == pytest.approx(1.15)
+    assert stats["action_duration_p95"] == pytest.approx(3.7)
+    assert stats["instances_median"] == 2.0 and stats["instances_mean"] == 2.0 and stats["instances_max"] == 2
+    assert stats["coverage_mean"] == pytest.approx(0.225)
+    assert stats["classes_per_video"] == {"1": 1, "2": 1}
+    assert stats["segments_past_end"] == 1
+    assert stats["subsets"] == {"test": {"videos": 1, "instances": 2}, "train": {"videos": 1, "instances": 2}}
+
+
+def test_small_statistics_follow_thumos14(small):
+    ann, meta = _load(small)
+    stats = dataset_stats(small / "annotations.json")
+    print("\nsmall stats:", json.dumps(stats))
+    assert meta["stats"] == stats
+    assert make_params("small", meta["params"]) == make_params("small")  # meta.json round trip
+    assert stats["subsets"]["train"]["videos"] == 160 and stats["subsets"]["test"]["videos"] == 80
+    # THUMOS14 validation: action duration median 2.9 s, p5 0.7 s, p95 9.7 s
+    assert 2.4 <= stats["action_duration_median"] <= 3.4
+    assert 0.5 <= stats["action_duration_p5"] <= 0.9
+    assert 8.0 <= stats["action_duration_p95"] <= 11.5
+    # instances per video median 8, mean 15; actions cover 29% of a video on average
+    assert 7 <= stats["instances_median"] <= 9
+    assert 12 <= stats["instances_mean"] <= 18
+    assert 0.24 <= stats["coverage_mean"] <= 0.34
+    # 1 or 2 classes per video, two in ~15%, and then mostly from one confusable group
+    assert set(stats["classes_per_video"]) == {"1", "2"}
+    assert 0.05 <= stats["classes_per_video"]["2"] / 240 <= 0.3
+    group = {n: i for i, g in enumerate(meta["class_groups"]) for n in g}
+    pairs = [{group[a["label"]] for a in v["annotations"]} for v in ann["database"].values()
+             if len({a["label"] for a in v["annotations"]}) == 2]
+    assert sum(len(p) == 1 for p in pairs) >= 0.5 * len(pairs)
+    # a few segments end past the duration (readers must clip), and several frame rates occur
+    n_segments = sum(s["instances"] for s in stats["subsets"].values())
+    assert 1 <= stats["segments_past_end"] <= 0.01 * n_segments
+    assert len({v["fps"] for v in ann["database"].values()}) >= 3
+
+
+def _instance_features(root, db, stride, nf):
+    """Mean-pooled features of the grid positions whose centre lies inside each instance."""
+    pooled = {"train": ([], []), "test": ([], [])}
+    for video_id, video in db.items():
+        feats = _features(root, video_id)
+        for a in video["annotations"]:
+            s, e = (np.array(a["segment"]) * video["fps"] - 0.5 * nf) / stride
+            lo, hi = max(int(np.ceil(s)), 0), min(int(np.ceil(e)), len(feats))
+            if hi <= lo:  # shorter than a grid step: the nearest position
+                lo = min(max(int(round((s + e) / 2)), 0), len(feats) - 1)
+                hi = lo + 1
+            pooled[video["subset"]][0].append(feats[lo:hi].mean(axis=0))
+            pooled[video["subset"]][1].append(a["label_id"])
+    return {k: (np.array(x), np.array(y)) for k, (x, y) in pooled.items()}
+
+
+def test_features_carry_signal_with_confusable_groups(small):
+    """Nearest class mean on mean-pooled instance features: far above chance, yet within a group of
+    confusable classes clearly below 100%."""
+    ann, meta = _load(small)
+    p = meta["params"]
+    data = _instance_features(small, ann["database"], p["feat_stride"], p["num_frames"])
+    (x_train, y_train), (x_test, y_test) = data["train"], data["test"]
+    names, groups = meta["class_names"], meta["class_groups"]
+    group = np.array([next(i for i, g in enumerate(groups) if n in g) for n in names])
+    means = np.stack([x_train[y_train == c].mean(axis=0) for c in range(len(names))])
+    dist = ((x_test[:, None] - means[None]) ** 2).sum(-1)
+    pred = dist.argmin(1)
+    same_group = group[None, :] == group[y_test][:, None]
+    pred_in_group = np.where(same_group, dist, np.inf).argmin(1)
+    accuracy = np.mean(pred == y_test)
+    group_accuracy = np.mean(group[pred] == group[y_test])
+    within_group = np.mean(pred_in_group == y_test)  # every class has at least one group mate
+    print(f"\nnearest class mean on {len(y_test)} test instances: accuracy {accuracy:.3f} "
+          f"(chance {1 / len(names):.3f}), group accuracy {group_accuracy:.3f}, "
+          f"within-group accuracy {within_group:.3f}")
+    assert accuracy >= 0.4
+    assert group_accuracy >= 0.9
+    assert 0.5 <= within_group <= 0.95
+
+
+def test_cli(tmp_path, capsys):
+    main(["--out", str(tmp_path / "cli"), "--size", "tiny", "--seed", "2"])
+    out = capsys.readouterr().out.strip().splitlines()
+    stats = json.loads("\n".join(out[:-1]))
+    assert out[-1].startswith("generated") and stats["subsets"]["train"]["videos"] == 16
+    assert stats == _load(tmp_path / "cli")[1]["stats"]
