@@ -79,8 +79,8 @@ class GeneratorParams:
     min_action: float = 0.2  # s
     count_median: float = 8.0  # instances per video, log-normal
     count_sigma: float = 1.12  # mean = median * exp(sigma^2 / 2) = 15
-    coverage_mean: float = 0.29  # fraction of a video inside actions, Beta distributed
-    coverage_concentration: float = 4.1  # Beta(1.2, 2.9): p5 3%, median 26%, p95 68%
+    coverage_mean: float = 0.31  # fraction of a video inside actions, Beta distributed; min_duration
+    coverage_concentration: float = 4.1  # stretches short videos, so the measured mean is 0.29
     gap_concentration: float = 0.5  # Dirichlet gaps; < 1 clusters instances
     two_class_prob: float = 0.15  # THUMOS14: 61 of 412 videos
     same_group_prob: float = 0.8  # the second class shares the first one's group

@@ -68,7 +68,8 @@ def test_format(tiny):
         assert feats.dtype == np.float32 and feats.shape == (T, p["feat_dim"])
         # T full windows: the last one fits in the video's frames, one more would not
         n_frames = int(np.floor(duration * fps + 1e-6))
-        assert (T - 1) * p["feat_stride"] + p["num_frames"] <= n_frames < T * p["feat_stride"] + p["num_frames"]
+        stride, nf = p["feat_stride"], p["num_frames"]
+        assert (T - 1) * stride + nf <= n_frames < T * stride + nf
         assert 40 <= T <= 300  # tiny: 15 to 60 s, a few hundred grid steps at most
 
 
