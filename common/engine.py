@@ -104,8 +104,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, devi
             sums[k] = sums.get(k, 0.0) + (v.item() if torch.is_tensor(v) else float(v))
         count += 1
         bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
-        if not math.isfinite(float(parts["loss"])):
-            raise SystemExit(f"error: the loss became {float(parts['loss'])} at epoch {epoch}, step {step}")
+        if not math.isfinite(parts["loss"].item()):
+            raise SystemExit(f"error: the loss became {parts['loss'].item()} at epoch {epoch}, step {step}")
     stats = {k: v / max(count, 1) for k, v in sums.items()}
     stats.update(lr=optimizer.param_groups[0]["lr"], seconds=time.time() - start, iters=count)
     return stats, step

@@ -1,0 +1,103 @@
+"""From raw outputs to scored segments in seconds: decoding, Soft-NMS, grid -> time.
+
+`evaluate.py` scores these predictions and `pseudo_label.py` selects pseudo labels from the very
+same ones, so a pseudo label is exactly a prediction that the mAP would have counted.
+"""
+import torch
+from tqdm import tqdm
+
+from common.data import collate, grid_to_time
+from common.losses import joint_score
+from common.model import make_points
+from common.nms import batched_nms
+
+
+def decode_video(outputs, b, points, cfg):
+    """Candidates of video `b` of a batch: per level the top-k (point, class) pairs by joint score.
+
+    Returns segments (N, 2) in grid units, scores (N,) = the joint score of Eq. (4), labels (N,),
+    and the parts of the score: cls_score (N,), tiou (N,), tnd (N,) (NaN where not predicted).
+    """
+    tcfg, mode, eps = cfg["test"], cfg["model"]["alqa"], cfg["loss"]["quality_eps"]
+    parts = {k: [] for k in ("segments", "scores", "labels", "cls_score", "tiou", "tnd")}
+    for lvl, pts in enumerate(points):
+        mask = outputs["masks"][lvl][b]
+        cls_logits = outputs["cls_logits"][lvl][b][mask]                    # (T, C)
+        q_logits = outputs["quality_logits"][lvl][b][mask] if mode != "none" else None
+        scores = joint_score(cls_logits, q_logits, mode, eps).flatten()
+        keep = torch.nonzero(scores > tcfg["pre_nms_thresh"]).squeeze(1)
+        top = scores[keep].topk(min(tcfg["pre_nms_topk"], keep.numel())).indices
+        idx = keep[top]
+        num_classes = cls_logits.shape[1]
+        pt, cls = idx // num_classes, idx % num_classes
+        p = pts[mask][pt]
+        off = outputs["offsets"][lvl][b][mask][pt]
+        seg = torch.stack([p[:, 0] - off[:, 0] * p[:, 3], p[:, 0] + off[:, 1] * p[:, 3]], dim=1)
+        long_enough = (seg[:, 1] - seg[:, 0]) > tcfg["duration_thresh"]
+        parts["segments"].append(seg[long_enough])
+        parts["scores"].append(scores[idx][long_enough])
+        parts["labels"].append(cls[long_enough])
+        parts["cls_score"].append(torch.sigmoid(cls_logits[pt, cls])[long_enough])
+        tiou, tnd = _quality_parts(q_logits, pt, mode, long_enough)
+        parts["tiou"].append(tiou)
+        parts["tnd"].append(tnd)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def _quality_parts(q_logits, pt, mode, keep):
+    n = int(keep.sum())
+    nan = torch.full((n,), float("nan"), device=keep.device)
+    if mode == "none":
+        return nan, nan
+    prob = torch.sigmoid(q_logits[pt][keep])
+    if mode == "tiou_tnd":
+        return prob[:, 0], prob[:, 1]
+    if mode == "tiou":
+        return prob[:, 0], nan
+    return nan, nan  # diou: the single branch predicts DIoU itself
+
+
+def postprocess(cands, fps, duration, feat_stride, num_frames, tcfg):
+    """Soft-NMS in grid units, then seconds clamped to [0, duration]; all tensors on the CPU."""
+    cands = {k: v.detach().float().cpu() for k, v in cands.items()}
+    nms_cfg = {"sigma": tcfg["nms_sigma"], "min_score": tcfg["min_score"],
+               "max_segments": tcfg["max_segments"], "class_agnostic": tcfg["class_agnostic"],
+               "voting": tcfg["voting"], "voting_iou": tcfg["voting_iou"]}
+    segs, scores, labels, index = batched_nms(cands["segments"], cands["scores"], cands["labels"], nms_cfg)
+    seconds = grid_to_time(segs.numpy().astype("float64"), fps, feat_stride, num_frames, duration)
+    out = {"segments": seconds, "scores": scores.numpy(), "labels": labels.numpy()}
+    for key in ("cls_score", "tiou", "tnd"):
+        out[key] = cands[key][index].numpy()
+    return out
+
+
+@torch.no_grad()
+def predict(model, dataset, cfg, device, progress=True):
+    """Run `model` over every video of `dataset` (whole videos) -> {video_id: postprocessed dict}."""
+    model.eval()
+    results = {}
+    bs = cfg["test"]["batch_size"]
+    order = list(range(len(dataset)))
+    bar = tqdm(range(0, len(order), bs), desc="inference", unit="batch", disable=not progress,
+               leave=False)
+    for start in bar:
+        batch = collate([dataset[i] for i in order[start:start + bs]], model.pad_multiple)
+        outputs = model(batch["feats"].to(device), batch["mask"].to(device))
+        lengths = [m.shape[1] for m in outputs["masks"]]
+        points = make_points(lengths, model.strides, cfg["model"]["regression_range"], device)
+        for b, vid in enumerate(batch["video_id"]):
+            cands = decode_video(outputs, b, points, cfg)
+            results[vid] = postprocess(cands, batch["fps"][b], batch["duration"][b],
+                                       batch["feat_stride"][b], batch["num_frames"][b], cfg["test"])
+    return results
+
+
+def to_results_json(results, classes, digits=6):
+    """ActivityNet results format: {"version", "results": {vid: [{label, score, segment}]}, "external_data"}."""
+    out = {}
+    for vid in sorted(results):
+        r = results[vid]
+        out[vid] = [{"label": classes[int(lab)], "score": round(float(s), digits),
+                     "segment": [round(float(a), 3), round(float(b), 3)]}
+                    for (a, b), s, lab in zip(r["segments"], r["scores"], r["labels"])]
+    return {"version": "VERSION 1.3", "results": out, "external_data": {"used": False}}

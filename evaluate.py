@@ -1,0 +1,113 @@
+"""Score a detector on the evaluation subset with the ActivityNet detection mAP.
+
+Either runs a checkpoint (EMA weights) over the evaluation videos and writes its predictions in
+the ActivityNet results format, or scores an existing results file from any detector. Prints the
+mAP per tIoU threshold, their average, and a per-class table; --json writes the figures.
+
+Examples:
+  python evaluate.py --config configs/default.yaml --checkpoint outputs/sup10/last.pt \\
+      --out outputs/sup10/predictions.json --json outputs/sup10/metrics.json
+  python evaluate.py --config configs/default.yaml --predictions other_detector.json
+"""
+import json
+import math
+import time
+
+from common.checkpoint import eval_weights, load_checkpoint
+from common.config import atomic_write_text
+from common.data import DataError, VideoDataset
+from common.detect import predict, to_results_json
+from common.engine import resolve_device
+from common.metrics import compute_map, format_map_table
+from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, eval_ids,
+                          load_data, make_parser, run_main)
+
+
+def parse_args(argv=None):
+    parser = add_common_args(make_parser(__doc__))
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint of train_supervised.py / train_semi.py")
+    source.add_argument("--predictions", help="an ActivityNet-format results file to score")
+    parser.add_argument("--out", help="where to write the predictions (with --checkpoint)")
+    parser.add_argument("--json", help="write {thresholds, mAP, average, per_class} here")
+    parser.add_argument("--no-per-class", action="store_true", help="print only the per-threshold table")
+    args = parser.parse_args(argv)
+    if args.checkpoint and not args.out:
+        parser.error("--checkpoint needs --out PRED.json")
+    return args
+
+
+def read_predictions(path):
+    """An ActivityNet results file, checked entry by entry: {video_id: [{label, score, segment}]}."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: broken JSON at line {e.lineno}: {e.msg}") from None
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict):
+        raise DataError(f"{path}: results: missing (expected {{\"results\": {{video_id: [...]}}}})")
+    for vid, preds in results.items():
+        if not isinstance(preds, list):
+            raise DataError(f"{path}: video {vid}: expected a list of predictions")
+        for i, p in enumerate(preds):
+            _check_prediction(path, vid, i, p)
+    return results
+
+
+def _check_prediction(path, vid, i, p):
+    where = f"{path}: video {vid}: prediction {i}"
+    if not isinstance(p, dict) or not {"label", "score", "segment"} <= set(p):
+        raise DataError(f"{where}: needs label, score and segment")
+    score, seg = p["score"], p["segment"]
+    if not _is_number(score):
+        raise DataError(f"{where}: score: not a number: {score!r}")
+    if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(x) for x in seg)):
+        raise DataError(f"{where}: segment: expected [start, end], got {seg!r}")
+    if seg[1] < seg[0]:
+        raise DataError(f"{where}: segment: reversed {seg}")
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # 1. Config and the ground truth of the evaluation subset.
+    cfg = config_from_args(args)
+    videos, classes = load_data(cfg)
+    ids = eval_ids(cfg, videos) if args.checkpoint else sorted(
+        v for v, info in videos.items() if info.subset == cfg["dataset"]["eval_subset"])
+    ground_truth = {v: [{"label": classes[int(l)], "segment": list(map(float, s))}
+                        for s, l in zip(videos[v].segments, videos[v].labels)] for v in ids}
+
+    # 2. Predictions: run the checkpoint, or read a results file.
+    if args.checkpoint:
+        ckpt = load_checkpoint(args.checkpoint)
+        cfg = config_with_model_of(cfg, ckpt)
+        device = resolve_device(args.device)
+        model = build_detector(cfg, classes, device)
+        model.load_state_dict(eval_weights(ckpt))
+        start = time.time()
+        dataset = VideoDataset(cfg["dataset"], videos, ids, training=False)
+        results = to_results_json(predict(model, dataset, cfg, device, not args.no_progress), classes)
+        seconds = time.time() - start
+        atomic_write_text(args.out, json.dumps(results, indent=1))
+        print(f"wrote {args.out}: {len(ids)} videos in {seconds:.1f}s ({len(ids) / seconds:.1f} videos/s)")
+        predictions = results["results"]
+    else:
+        predictions = read_predictions(args.predictions)
+
+    # 3. The mAP, printed and optionally written.
+    metrics = compute_map(ground_truth, predictions, cfg["dataset"]["tiou_thresholds"], classes)
+    print(format_map_table(metrics, per_class=not args.no_per_class))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,122 @@
+"""Train the detector (ActionFormer with APL's ALQA heads) on the labeled videos only.
+
+Reads the config's dataset (annotation file, features, labeled split) and writes to --out:
+last.pt (every epoch, atomically), config.yaml (the resolved config) and log.jsonl (one line per
+epoch). The checkpoint feeds evaluate.py, and later pseudo_label.py.
+
+Example:
+  python train_supervised.py --config configs/default.yaml --out outputs/sup10 \\
+      --set dataset.labeled_split=data/synthetic_small/splits/labeled_10.txt
+  python train_supervised.py --config configs/default.yaml --out outputs/sup10 --resume
+
+Tuning: on the CPU config the learning rate (train.lr) matters most; with few labeled videos,
+more epochs help more than a wider model.
+"""
+import functools
+import os
+
+import torch
+
+from common.checkpoint import eval_weights, load_checkpoint, load_pretrained, save_checkpoint
+from common.config import save_config
+from common.data import VideoDataset, collate
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, resolve_device,
+                           seed_everything, train_one_epoch)
+from common.losses import LossNormalizer, batch_loss
+from common.stage import (add_common_args, build_detector, config_from_args, labeled_ids, load_data,
+                          make_parser, run_main)
+
+# Parts of the detector that start fresh when --init gives a pre-trained backbone (ACP).
+HEAD_PREFIXES = ("cls_trunk.", "cls_out.", "reg_trunk.", "reg_out.", "reg_scale", "quality_out.")
+
+
+def parse_args(argv=None):
+    parser = add_common_args(make_parser(__doc__))
+    parser.add_argument("--out", required=True, help="output folder (last.pt, config.yaml, log.jsonl)")
+    parser.add_argument("--init", help="checkpoint whose weights start the detector (e.g. pretrain_acp.py's)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    return parser.parse_args(argv)
+
+
+def make_loader(dataset, cfg, epoch, pad_multiple):
+    """A loader whose shuffle and crops depend only on (seed, epoch): resumable and deterministic."""
+    dataset.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(cfg["seed"] * 100003 + epoch)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg["train"]["batch_size"], shuffle=True, generator=gen,
+        num_workers=cfg["train"]["num_workers"], collate_fn=functools.partial(collate, pad_multiple=pad_multiple))
+
+
+def initialise(model, ema, path):
+    """--init: a full detector checkpoint, or pre-trained parts with fresh heads (listed)."""
+    ckpt = load_checkpoint(path)
+    fresh = load_pretrained(model, eval_weights(ckpt), path, HEAD_PREFIXES)
+    ema.module.load_state_dict(model.state_dict())
+    if fresh:
+        print(f"init from {path}: {len(fresh)} tensors start fresh ({', '.join(sorted({k.split('.')[0] for k in fresh}))})")
+    else:
+        print(f"init from {path}: all weights loaded")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # 1. Config, seed, device.
+    cfg = config_from_args(args)
+    seed_everything(cfg["seed"])
+    device = resolve_device(args.device)
+    last = os.path.join(args.out, "last.pt")
+    if os.path.exists(last) and not args.resume:
+        raise SystemExit(f"error: {last} exists; pass --resume to continue it or choose another --out")
+
+    # 2. Data: the labeled videos and their ground truth.
+    videos, classes = load_data(cfg)
+    train_ids = labeled_ids(cfg, videos)
+    dataset = VideoDataset(cfg["dataset"], videos, train_ids, training=True, seed=cfg["seed"])
+    print(f"{len(train_ids)} labeled videos, {sum(len(videos[v].labels) for v in train_ids)} actions, "
+          f"{len(classes)} classes, device {device}")
+
+    # 3. Detector, optimiser, schedule, EMA.
+    model = build_detector(cfg, classes, device)
+    iters = -(-len(dataset) // cfg["train"]["batch_size"])
+    optimizer = build_optimizer(model, cfg["train"])
+    scheduler = build_scheduler(optimizer, cfg["train"], iters)
+    ema = ModelEma(model, cfg["train"]["ema_decay"])
+    normalizer = LossNormalizer(cfg["loss"]["init_loss_norm"], cfg["loss"]["loss_norm_momentum"])
+    start_epoch, step = 0, 0
+    if args.resume and os.path.exists(last):
+        ckpt = load_checkpoint(last)
+        model.load_state_dict(ckpt["model"])
+        ema.module.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        normalizer.value = ckpt["loss_norm"]
+        torch.set_rng_state(ckpt["rng"])
+        start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
+        print(f"resumed {last} at epoch {start_epoch}")
+    elif args.init:
+        initialise(model, ema, args.init)
+    save_config(cfg, os.path.join(args.out, "config.yaml"))
+
+    # 4. Train; a checkpoint after every epoch.
+    compute_loss = functools.partial(batch_loss, cfg=cfg, normalizer=normalizer)
+    total = cfg["train"]["warmup_epochs"] + cfg["train"]["epochs"]
+    for epoch in range(start_epoch, total):
+        loader = make_loader(dataset, cfg, epoch, model.pad_multiple)
+        stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
+                                      epoch, step, cfg["train"]["clip_grad"], not args.no_progress)
+        save_checkpoint(last, {
+            "model": model.state_dict(), "ema": ema.module.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "step": step, "config": cfg, "stage": "supervised",
+            "parents": {"init": args.init}, "classes": classes, "loss_norm": normalizer.value,
+            "rng": torch.get_rng_state()})
+        append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
+        print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  cls {stats['cls_loss']:.4f}  "
+              f"reg {stats['reg_loss']:.4f}  locq {stats['locq_loss']:.4f}  lr {stats['lr']:.2e}  "
+              f"{stats['seconds']:.1f}s")
+    print(f"wrote {last}")
+    return last
+
+
+if __name__ == "__main__":
+    run_main(main)
