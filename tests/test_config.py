@@ -1,0 +1,80 @@
+"""Strict config merge, overrides and atomic checkpoints."""
+import os
+
+import pytest
+import torch
+
+from common.checkpoint import CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
+from common.config import ConfigError, load_config, parse_override, save_config
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 5.0e-4\n  epochs: 3\nmodel:\n  alqa: tiou\n")
+    cfg = load_config(str(path), ["train.epochs=7", "dataset.classes=[a, b]", "train.lr=1e-3"])
+    assert cfg["train"]["lr"] == 1e-3 and cfg["train"]["epochs"] == 7
+    assert cfg["model"]["alqa"] == "tiou" and cfg["dataset"]["classes"] == ["a", "b"]
+    assert cfg["train"]["batch_size"] == 2  # untouched default
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.lrr=1", "unknown config key: train.lrr"),
+    ("train.epochs=abc", "train.epochs: expected int"),
+    ("model=3", "model: expected a mapping"),
+    ("test.voting=1", "test.voting: expected true/false"),
+    ("novalue", "expects key=value"),
+])
+def test_bad_overrides_are_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train: {lr: [\n")
+    with pytest.raises(ConfigError, match="bad.yaml: broken YAML"):
+        load_config(str(path))
+    path.write_text("trian:\n  lr: 1\n")
+    with pytest.raises(ConfigError, match="bad.yaml: unknown config key: trian"):
+        load_config(str(path))
+
+
+def test_int_may_stand_for_float_and_scientific_strings_are_numbers():
+    assert parse_override("train.lr=5e-4") == {"train": {"lr": 5e-4}}
+    assert load_config(None, ["train.lr=1"])["train"]["lr"] == 1.0
+
+
+def test_resolved_config_round_trip(tmp_path):
+    cfg = load_config(None, ["seed=3"])
+    save_config(cfg, str(tmp_path / "config.yaml"))
+    assert load_config(str(tmp_path / "config.yaml")) == cfg
+
+
+def test_checkpoint_atomic_round_trip(tmp_path):
+    path = str(tmp_path / "ck" / "last.pt")
+    state = {"model": {"w": torch.arange(3.0)}, "epoch": 2, "config": {"a": [1, None]}}
+    save_checkpoint(path, state)
+    got = load_checkpoint(path)
+    assert torch.equal(got["model"]["w"], state["model"]["w"]) and got["config"] == state["config"]
+    assert os.listdir(tmp_path / "ck") == ["last.pt"]  # no temporary file left behind
+
+
+def test_unreadable_checkpoint_is_one_line_error(tmp_path):
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="x.pt: not a readable checkpoint"):
+        load_checkpoint(str(bad))
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_partial_load_checks_missing_and_unexpected_keys():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    backbone = {k: v for k, v in model.state_dict().items() if k.startswith("0.")}
+    assert load_pretrained(model, backbone, "p.pt", fresh_prefixes=("1.",)) == ["1.bias", "1.weight"]
+    with pytest.raises(CheckpointError, match="missing weights outside the fresh parts: 1.bias"):
+        load_pretrained(model, backbone, "p.pt", fresh_prefixes=())
+    with pytest.raises(CheckpointError, match="keys the detector does not have: 2.weight"):
+        load_pretrained(model, {**backbone, "2.weight": torch.zeros(1)}, "p.pt", ("1.",))
+    with pytest.raises(CheckpointError, match="shape"):
+        load_pretrained(model, {"0.weight": torch.zeros(3, 3)}, "p.pt", ("0.bias", "1."))
