@@ -113,7 +113,7 @@ def main(argv=None):
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
         print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  cls {stats['cls_loss']:.4f}  "
               f"reg {stats['reg_loss']:.4f}  locq {stats['locq_loss']:.4f}  lr {stats['lr']:.2e}  "
-              f"{stats['seconds']:.1f}s")
+              f"{stats['seconds']:.1f}s", flush=True)
     print(f"wrote {last}")
     return last
 

@@ -9,6 +9,8 @@ import tempfile
 
 import torch
 
+from common.config import make_readable
+
 
 class CheckpointError(ValueError):
     pass
@@ -22,6 +24,7 @@ def save_checkpoint(path, state):
     os.close(fd)
     try:
         torch.save(state, tmp)
+        make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -195,8 +195,16 @@ def atomic_write_text(path, text):
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def make_readable(path):
+    """mkstemp creates 0600 files; give outputs the permissions a plain open() would (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

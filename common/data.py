@@ -381,3 +381,34 @@ def collate(batch, pad_multiple=1):
     out = {"feats": feats, "mask": mask}
     out.update({key: [item[key] for item in batch] for key in batch[0] if key != "feats"})
     return out
+
+
+def main(argv=None):
+    """Write a seeded, stratified labeled/unlabeled split of a config's training subset."""
+    import argparse
+
+    from common.config import load_config
+    parser = argparse.ArgumentParser(
+        description="Write labeled_<P>pct.txt / unlabeled_<P>pct.txt for a config's training subset "
+                    "(every class present in the labeled part). Example: python -m common.data "
+                    "--config configs/thumos_i3d.yaml --ratio 0.1 --out-dir data/thumos/splits")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--ratio", type=float, required=True, help="labeled fraction, e.g. 0.1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    dcfg = load_config(args.config, args.set)["dataset"]
+    try:
+        videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
+        labeled, unlabeled = make_split(videos, dcfg["train_subset"], args.ratio, args.seed, classes)
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    pct = f"{100 * args.ratio:g}"
+    write_split(os.path.join(args.out_dir, f"labeled_{pct}pct.txt"), labeled)
+    write_split(os.path.join(args.out_dir, f"unlabeled_{pct}pct.txt"), unlabeled)
+    print(f"wrote {len(labeled)} labeled and {len(unlabeled)} unlabeled video ids to {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
