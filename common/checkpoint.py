@@ -5,11 +5,10 @@ A checkpoint is {"model", "ema", "optimizer", "scheduler", "epoch", "step", "con
 config, so any later stage can rebuild the exact detector.
 """
 import os
-import tempfile
 
 import torch
 
-from common.config import make_readable
+from common.config import atomic_write
 
 
 class CheckpointError(ValueError):
@@ -18,18 +17,7 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path, state):
     """torch.save to a temporary file beside `path`, then rename: never a half-written checkpoint."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path):

@@ -187,20 +187,28 @@ def save_config(cfg, path):
     atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
 
 
-def atomic_write_text(path, text):
-    """Write a text file so that a crash never leaves a half-written one behind."""
+def atomic_write(path, write):
+    """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`: a crash
+    never leaves a half-written output, and a failed run never clobbers an existing one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        write(tmp)
         make_readable(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
 
 
 def make_readable(path):
