@@ -1,0 +1,116 @@
+"""Instance-level Consistency Discriminator (ICD), APL Sec. 3.2.
+
+An instance is represented by its input features max-pooled over its segment (MAP in Eq. 8-10).
+The discriminator D is an MLP from the concatenation of two instances (2D) to the probability that
+they are the same action (Eq. 9). It is trained with BCE on pairs of labeled instances, with a
+fixed number of same-class and different-class partners per instance so both sets are balanced
+(Eq. 7-8); partners come from a bank of all labeled instances, since a mini-batch of two videos
+rarely holds enough of them. At pseudo-labeling time the score of a predicted instance is the mean
+of D against every labeled instance of its predicted class (Eq. 10).
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.data import load_features, time_to_grid
+
+
+class Discriminator(nn.Module):
+    """D([x_i; x_j]) -> logit of 'same action' (Eq. 9); symmetric by averaging both orders."""
+
+    def __init__(self, dim, hidden=256):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, a, b):
+        # a, b: (N, D) pooled instances -> (N,) logits
+        return 0.5 * (self.mlp(torch.cat([a, b], -1)) + self.mlp(torch.cat([b, a], -1))).squeeze(-1)
+
+
+def pool_instances(feats, segments):
+    """MaxPool of Eq. (8): feats (T, D), segments (N, 2) in grid units -> (N, D).
+
+    Every grid step whose centre lies in [start, end] counts; a segment shorter than a step takes
+    its nearest step, so every instance has a feature.
+    """
+    feats = torch.as_tensor(np.asarray(feats), dtype=torch.float32)
+    t = feats.shape[0]
+    out = []
+    for start, end in segments.tolist():
+        lo = min(max(int(np.ceil(start)), 0), t - 1)
+        hi = min(max(int(np.floor(end)), lo), t - 1)
+        out.append(feats[lo:hi + 1].max(dim=0).values)
+    return torch.stack(out) if out else feats.new_zeros(0, feats.shape[1])
+
+
+class InstanceBank:
+    """Pooled features and labels of every ground-truth instance of the labeled videos."""
+
+    def __init__(self, dcfg, videos, video_ids):
+        feats, labels = [], []
+        for vid in video_ids:
+            video = videos[vid]
+            if len(video.labels) == 0:
+                continue
+            grid = time_to_grid(video.segments, video.fps, dcfg["feat_stride"], dcfg["num_frames"])
+            feats.append(pool_instances(load_features(dcfg, vid), grid))
+            labels.append(torch.as_tensor(video.labels, dtype=torch.long))
+        self.feats = torch.cat(feats) if feats else torch.zeros(0, dcfg["feature_dim"])
+        self.labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+
+    def to(self, device):
+        self.feats, self.labels = self.feats.to(device), self.labels.to(device)
+        return self
+
+
+def sample_pairs(labels, bank_labels, num_same, num_diff, generator):
+    """Partners for each anchor: `num_same` bank instances of its class and `num_diff` of others (Eq. 7).
+
+    Returns (anchor index, bank index, target 1/0) as flat tensors. An anchor whose class has no
+    other bank instance, or with no instance of another class, gets no partner of that kind.
+    """
+    same = labels[:, None] == bank_labels[None, :]                          # (N, M)
+    rows, cols, targets = [], [], []
+    for want, mask, target in ((num_same, same, 1.0), (num_diff, ~same, 0.0)):
+        weights = mask.float()
+        has = weights.sum(1) > 0
+        if want == 0 or not has.any():
+            continue
+        picks = torch.multinomial(weights[has], want, replacement=True, generator=generator)
+        anchor = torch.nonzero(has).squeeze(1)[:, None].expand_as(picks)
+        rows.append(anchor.reshape(-1))
+        cols.append(picks.reshape(-1))
+        targets.append(torch.full((picks.numel(),), target))
+    if not rows:
+        return (torch.zeros(0, dtype=torch.long),) * 2 + (torch.zeros(0),)
+    return torch.cat(rows), torch.cat(cols), torch.cat(targets)
+
+
+def icd_loss(disc, anchors, anchor_labels, bank, num_same, num_diff, generator):
+    """Eq. (8): BCE of D on balanced same / different pairs; 0 when there is nothing to pair."""
+    a, b, target = sample_pairs(anchor_labels.cpu(), bank.labels.cpu(), num_same, num_diff, generator)
+    if a.numel() == 0:
+        return anchors.new_zeros(())
+    dev = anchors.device
+    logits = disc(anchors[a.to(dev)], bank.feats[b.to(dev)])
+    return F.binary_cross_entropy_with_logits(logits, target.to(dev))
+
+
+@torch.no_grad()
+def similarity_scores(disc, feats, labels, bank, chunk=4096):
+    """Eq. (10): S_i = mean over the labeled instances of class y_i of D(x_i, x_j); NaN without any."""
+    scores = torch.full((len(labels),), float("nan"))
+    for c in labels.unique().tolist():
+        idx = torch.nonzero(labels == c).squeeze(1)
+        ref = bank.feats[bank.labels == c]
+        if len(ref) == 0:
+            continue
+        x = feats[idx]
+        pairs_a = x[:, None].expand(-1, len(ref), -1).reshape(-1, x.shape[1])
+        pairs_b = ref[None].expand(len(x), -1, -1).reshape(-1, x.shape[1])
+        prob = torch.cat([torch.sigmoid(disc(pa, pb)) for pa, pb in
+                          zip(pairs_a.split(chunk), pairs_b.split(chunk))])
+        scores[idx] = prob.view(len(x), len(ref)).mean(1).cpu()
+    return scores
