@@ -22,12 +22,13 @@ from common.config import save_config
 from common.data import VideoDataset, collate
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, resolve_device,
                            seed_everything, train_one_epoch)
-from common.losses import LossNormalizer, batch_loss
+from common.icd import InstanceBank
+from common.losses import LossNormalizer, labeled_loss
 from common.stage import (add_common_args, build_detector, config_from_args, labeled_ids, load_data,
                           make_parser, run_main)
 
 # Parts of the detector that start fresh when --init gives a pre-trained backbone (ACP).
-HEAD_PREFIXES = ("cls_trunk.", "cls_out.", "reg_trunk.", "reg_out.", "reg_scale", "quality_out.")
+HEAD_PREFIXES = ("cls_trunk.", "cls_out.", "reg_trunk.", "reg_out.", "reg_scale", "quality_out.", "icd.")
 
 
 def parse_args(argv=None):
@@ -98,7 +99,8 @@ def main(argv=None):
     save_config(cfg, os.path.join(args.out, "config.yaml"))
 
     # 4. Train; a checkpoint after every epoch.
-    compute_loss = functools.partial(batch_loss, cfg=cfg, normalizer=normalizer)
+    bank = InstanceBank(cfg["dataset"], videos, train_ids).to(device)  # ICD partners (Eq. 7)
+    compute_loss = functools.partial(labeled_loss, cfg=cfg, normalizer=normalizer, bank=bank)
     total = cfg["train"]["warmup_epochs"] + cfg["train"]["epochs"]
     for epoch in range(start_epoch, total):
         loader = make_loader(dataset, cfg, epoch, model.pad_multiple)
@@ -112,7 +114,8 @@ def main(argv=None):
             "rng": torch.get_rng_state()})
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
         print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  cls {stats['cls_loss']:.4f}  "
-              f"reg {stats['reg_loss']:.4f}  locq {stats['locq_loss']:.4f}  lr {stats['lr']:.2e}  "
+              f"reg {stats['reg_loss']:.4f}  locq {stats['locq_loss']:.4f}  icd {stats['icd_loss']:.4f}  "
+              f"lr {stats['lr']:.2e}  "
               f"{stats['seconds']:.1f}s", flush=True)
     print(f"wrote {last}")
     return last

@@ -51,6 +51,7 @@ DEFAULTS = {
         # Localisation quality heads (Sec. 3.1, Table 3): none = plain ActionFormer; tiou = one
         # branch predicting tIoU; diou = one branch predicting DIoU; tiou_tnd = the paper's two.
         "alqa": "tiou_tnd",
+        "icd_hidden": 256,                    # width of the ICD discriminator's MLP (Eq. 9)
     },
     "loss": {
         "focal_alpha": 0.25,
@@ -60,6 +61,9 @@ DEFAULTS = {
         "quality_eps": 0.01,                  # epsilon of Eq. (4) and of the soft label (Eq. 5)
         "init_loss_norm": 100.0,              # start of the moving average of #positives
         "loss_norm_momentum": 0.9,
+        "icd_weight": 1.0,                    # L_icd of Eq. (12); its gradients reach only the ICD
+        "icd_same": 4,                        # same-class partners per labeled instance (Eq. 7)
+        "icd_diff": 4,                        # different-class partners per labeled instance
     },
     "train": {
         "epochs": 30,                         # after warmup
@@ -70,6 +74,19 @@ DEFAULTS = {
         "clip_grad": 1.0,
         "ema_decay": 0.999,                   # per iteration, with a warm-up (see common/engine.py)
         "num_workers": 0,
+    },
+    "pseudo": {
+        "selection": "adaptive",              # fixed: class score >= fixed_threshold (the baseline)
+        "fixed_threshold": 0.3,
+        "tau_neg": 0.15,                      # Eq. (6): joint scores <= tau_neg are dropped
+        "pos_std": 1.0,                       # tau_pos = mean + pos_std * std of the remaining scores
+        "scope": "video",                     # tau_pos per video, or one over the whole unlabeled set
+        "icd": "both",                        # none | eap | mpp | both (Table 4)
+        "tau_icd": 0.3,                       # EAP: positives with S_i < tau_icd are removed
+        "sigma_icd": 0.7,                     # MPP: candidates with S_i > sigma_icd are promoted
+    },
+    "semi": {
+        "beta": 2.0,                          # weight of the unlabeled loss, Eq. (12)
     },
     "test": {
         "pre_nms_thresh": 0.001,

@@ -131,7 +131,22 @@ _REPAIRS = {"clipped": "clipped {n} segments that end past their video's duratio
             "empty": "dropped {n} empty segments (end == start)"}
 
 
-def _parse_video(path, vid, entry, index, default_fps):
+# Per-instance numbers a pseudo-label file carries; a hand edit must keep them numeric (or null).
+_NUMERIC_EXTRA = ("score", "cls_score", "tiou", "tnd", "icd")
+
+
+def _check_strict(path, vid, k, start, end, duration, extra):
+    """Pseudo-label files are ours: nothing in them is repaired, everything wrong is an error."""
+    where = f"annotations[{k}]"
+    if start < 0 or end > duration or end == start:
+        raise data_error(path, f"[{start}, {end}] is outside the video [0, {duration}] or empty",
+                         vid, where + ".segment")
+    for key in _NUMERIC_EXTRA:
+        if key in extra and extra[key] is not None and not _is_number(extra[key]):
+            raise data_error(path, f"expected a number, got {extra[key]!r}", vid, f"{where}.{key}")
+
+
+def _parse_video(path, vid, entry, index, default_fps, strict=False):
     """One database entry -> (Video, {repair: count})."""
     if not isinstance(entry, dict):
         raise data_error(path, f"expected an object, got {entry!r}", vid)
@@ -148,6 +163,8 @@ def _parse_video(path, vid, entry, index, default_fps):
     segments, labels, extra, repairs = [], [], [], dict.fromkeys(_REPAIRS, 0)
     for k, ann in enumerate(anns):
         start, end, label, ann_extra = _parse_annotation(path, vid, k, ann, index)
+        if strict:
+            _check_strict(path, vid, k, start, end, duration, ann_extra)
         if start >= duration or end == start:
             # no feature covers it, or it has no extent: nothing to learn, nothing to find
             repairs["past" if start >= duration else "empty"] += 1
@@ -175,11 +192,12 @@ def _print_repairs(path, per_video):
         print(f"{path}: {text.format(n=sum(counts.values()))}{names}")
 
 
-def load_annotations(path, classes=None, default_fps=None):
+def load_annotations(path, classes=None, default_fps=None, strict=False):
     """Read and check an annotation (or pseudo-label) file -> ({video_id: Video}, class names).
 
     `classes` None: the file's labels ordered by label_id. Segments ending past their video's
     duration are clipped to it; empty ones and those starting at or past it are dropped (printed).
+    strict=True (pseudo-label files) makes those an error, and non-numeric scores too.
     """
     data = _read_json(path)
     db = data.get("database") if isinstance(data, dict) else None
@@ -191,7 +209,7 @@ def load_annotations(path, classes=None, default_fps=None):
     index = {name: i for i, name in enumerate(classes)}
     videos, per_video = {}, {}
     for vid, entry in db.items():
-        videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps)
+        videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps, strict)
     _print_repairs(path, per_video)
     return videos, classes
 

@@ -35,7 +35,7 @@ def pool_instances(feats, segments):
     Every grid step whose centre lies in [start, end] counts; a segment shorter than a step takes
     its nearest step, so every instance has a feature.
     """
-    feats = torch.as_tensor(np.asarray(feats), dtype=torch.float32)
+    feats = feats if torch.is_tensor(feats) else torch.as_tensor(np.asarray(feats), dtype=torch.float32)
     t = feats.shape[0]
     out = []
     for start, end in segments.tolist():
@@ -114,3 +114,13 @@ def similarity_scores(disc, feats, labels, bank, chunk=4096):
                           zip(pairs_a.split(chunk), pairs_b.split(chunk))])
         scores[idx] = prob.view(len(x), len(ref)).mean(1).cpu()
     return scores
+
+
+def batch_instances(batch):
+    """Pooled input features (N, D) and labels (N,) of the ground-truth instances of a batch."""
+    feats, labels = [], []
+    for b, (seg, lab) in enumerate(zip(batch["segments"], batch["labels"])):
+        length = int(batch["mask"][b].sum())
+        feats.append(pool_instances(batch["feats"][b, :, :length].T, seg))
+        labels.append(lab)
+    return torch.cat(feats), torch.cat(labels).to(torch.long)

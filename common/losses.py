@@ -11,6 +11,7 @@ so a prediction and its ground truth share the same anchor point. The formulas:
 import torch
 import torch.nn.functional as F
 
+from common.icd import batch_instances, icd_loss
 from common.model import make_points
 
 
@@ -184,3 +185,14 @@ def batch_loss(model, batch, cfg, normalizer):
     cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
                                  cfg["model"]["center_radius"])
     return detection_loss(outputs, cls_t, reg_t, cfg, normalizer)
+
+
+def labeled_loss(model, batch, cfg, normalizer, bank):
+    """Loss on labeled videos: the detector's (Eq. 3, 5, 1) plus the ICD's (Eq. 8) on their instances."""
+    parts = batch_loss(model, batch, cfg, normalizer)
+    anchors, labels = batch_instances(batch)
+    lcfg = cfg["loss"]
+    parts["icd_loss"] = icd_loss(model.icd, anchors, labels.to(anchors.device), bank,
+                                 lcfg["icd_same"], lcfg["icd_diff"], None)
+    parts["loss"] = parts["loss"] + lcfg["icd_weight"] * parts["icd_loss"]
+    return parts

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.icd import Discriminator
+
 # Outputs of the quality head for each `alqa` mode (Table 3).
 QUALITY_OUTPUTS = {"none": 0, "tiou": 1, "diou": 1, "tiou_tnd": 2}
 
@@ -217,6 +219,9 @@ class Detector(nn.Module):
         # ALQA (Eq. 2): tIoU / tND (or one DIoU / tIoU) branch, sharing the regression trunk.
         self.num_quality = QUALITY_OUTPUTS[mcfg["alqa"]]
         self.quality_out = MaskedConv1d(h, self.num_quality, k) if self.num_quality else None
+        # ICD (Sec. 3.2) on input features; trained by its own loss, kept here so that it is saved,
+        # averaged (EMA) and loaded with the detector it serves. forward() does not use it.
+        self.icd = Discriminator(input_dim, mcfg["icd_hidden"])
 
     @property
     def pad_multiple(self):
