@@ -55,3 +55,25 @@ def load_pretrained(model, state, path, fresh_prefixes=()):
     result = model.load_state_dict(state, strict=False)
     assert not result.unexpected_keys and sorted(result.missing_keys) == missing
     return missing
+
+
+def training_state(model, ema, optimizer, scheduler, epoch, step, cfg, stage, parents, classes, loss_norms):
+    """Everything a run needs to continue exactly where it stopped."""
+    return {"model": model.state_dict(), "ema": ema.module.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epoch, "step": step, "config": cfg, "stage": stage, "parents": parents,
+            "classes": classes, "loss_norms": [n.value for n in loss_norms], "rng": torch.get_rng_state()}
+
+
+def restore_training_state(path, model, ema, optimizer, scheduler, loss_norms):
+    """--resume: load a training_state() checkpoint in place -> (next epoch, step)."""
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    ema.module.load_state_dict(ckpt["ema"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    for norm, value in zip(loss_norms, ckpt["loss_norms"]):
+        norm.value = value
+    torch.set_rng_state(ckpt["rng"])
+    print(f"resumed {path} at epoch {ckpt['epoch'] + 1}")
+    return ckpt["epoch"] + 1, ckpt["step"]

@@ -87,6 +87,8 @@ DEFAULTS = {
     },
     "semi": {
         "beta": 2.0,                          # weight of the unlabeled loss, Eq. (12)
+        "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos
+        "warmup_epochs": 1,
     },
     "test": {
         "pre_nms_thresh": 0.001,

@@ -4,6 +4,7 @@
 `compute_loss(model, batch) -> dict` with a `loss` entry.
 """
 import copy
+import functools
 import json
 import math
 import os
@@ -13,6 +14,8 @@ import time
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from common.data import collate
 
 
 def seed_everything(seed):
@@ -79,7 +82,19 @@ class ModelEma:
 
 
 def move_batch(batch, device):
-    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    """Tensors of a (possibly nested) batch dict to `device`; lists of per-video tensors stay."""
+    return {k: (v.to(device) if torch.is_tensor(v) else move_batch(v, device) if isinstance(v, dict) else v)
+            for k, v in batch.items()}
+
+
+def make_loader(dataset, cfg, epoch, pad_multiple):
+    """A loader whose shuffle and crops depend only on (seed, epoch): resumable and deterministic."""
+    dataset.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(cfg["seed"] * 100003 + epoch)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg["train"]["batch_size"], shuffle=True, generator=gen,
+        num_workers=cfg["train"]["num_workers"],
+        collate_fn=functools.partial(collate, pad_multiple=pad_multiple))
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device, epoch,

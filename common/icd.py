@@ -35,7 +35,7 @@ def pool_instances(feats, segments):
     Every grid step whose centre lies in [start, end] counts; a segment shorter than a step takes
     its nearest step, so every instance has a feature.
     """
-    feats = feats if torch.is_tensor(feats) else torch.as_tensor(np.asarray(feats), dtype=torch.float32)
+    feats = feats if torch.is_tensor(feats) else torch.from_numpy(np.array(feats, dtype=np.float32))
     t = feats.shape[0]
     out = []
     for start, end in segments.tolist():

@@ -74,8 +74,7 @@ def ensure_splits(videos, classes, dcfg):
             continue
         try:
             lab, unlab = make_split(videos, dcfg["train_subset"], pct / 100, dcfg["synthetic_seed"], classes)
-        except DataError as e:  # a tiny dataset cannot cover every class at 10%
-            print(f"no {pct}% split: {e}")
+        except DataError:  # a tiny dataset cannot cover every class at 10%: no such split
             continue
         write_split(os.path.join(folder, f"unlabeled_{pct}pct.txt"), unlab)
         write_split(labeled, lab)
@@ -96,6 +95,21 @@ def labeled_ids(cfg, videos):
         ids = read_split(dcfg["labeled_split"], videos)
     else:
         ids = subset_ids(videos, dcfg["train_subset"], dcfg["annotation_file"])
+    check_features(dcfg, ids)
+    return ids
+
+
+def unlabeled_ids(cfg, videos):
+    """The unlabeled training videos: the split file when given, else the training subset minus the labeled."""
+    dcfg = cfg["dataset"]
+    if dcfg["unlabeled_split"]:
+        ids = read_split(dcfg["unlabeled_split"], videos)
+    else:
+        labeled = set(labeled_ids(cfg, videos))
+        ids = [v for v in subset_ids(videos, dcfg["train_subset"], dcfg["annotation_file"]) if v not in labeled]
+    overlap = sorted(set(ids) & set(labeled_ids(cfg, videos)))
+    if overlap:
+        raise DataError(f"{dcfg['unlabeled_split']}: video {overlap[0]}: is in the labeled split too")
     check_features(dcfg, ids)
     return ids
 

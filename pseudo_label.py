@@ -1,0 +1,223 @@
+"""Select pseudo labels for the unlabeled videos: ALQA's adaptive thresholds, refined by ICD.
+
+Runs a checkpoint (EMA weights) over the config's unlabeled videos with exactly evaluate.py's
+decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
+  1. drops those with joint score <= tau_neg; tau_pos = mean + pos_std * std of the rest (Eq. 6),
+     per video or over the whole unlabeled set (pseudo.scope); positives >= tau_pos, candidates
+     between (pseudo.selection=fixed instead keeps class scores >= 0.3, the paper's baseline);
+  2. scores positives and candidates with ICD (Eq. 10): positives with S < tau_icd are removed
+     (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both);
+  3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
+     score, cls_score, tiou, tnd, icd, origin), its `rejected` predictions with the reason, and a
+     top-level `meta`. Edit it by hand freely: train_semi.py checks every entry before training.
+When the unlabeled videos carry ground truth (benchmarks), prints the pseudo-label quality of
+Fig. 3(c) for fixed / adaptive / +EAP / +MPP / +both.
+
+Example:
+  python pseudo_label.py --config configs/default.yaml --checkpoint outputs/main/supervised/last.pt \\
+      --out outputs/main/pseudo_labels_round1.json
+"""
+import json
+import os
+
+import numpy as np
+import torch
+
+from common.checkpoint import eval_weights, load_checkpoint
+from common.config import atomic_write_text
+from common.data import VideoDataset, load_features, time_to_grid
+from common.detect import predict
+from common.engine import resolve_device
+from common.icd import InstanceBank, pool_instances, similarity_scores
+from common.metrics import segment_tiou
+from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
+                          labeled_ids, load_data, make_parser, run_main, unlabeled_ids)
+
+DIGITS = 4
+
+
+def parse_args(argv=None):
+    parser = add_common_args(make_parser(__doc__))
+    parser.add_argument("--checkpoint", required=True, help="train_supervised.py or train_semi.py checkpoint")
+    parser.add_argument("--out", required=True, help="the pseudo-label JSON to write")
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------- selection (Eq. 6)
+
+def adaptive_threshold(scores, tau_neg, pos_std):
+    """tau_pos from the joint scores above tau_neg: their mean + pos_std * their std (Eq. 6)."""
+    kept = np.asarray(scores, dtype=np.float64)
+    kept = kept[kept > tau_neg]
+    if kept.size == 0:
+        return float("inf")
+    return float(kept.mean() + pos_std * kept.std())
+
+
+def initial_status(pred, pcfg, tau_pos):
+    """'positive' / 'candidate' / 'below_tau_neg' per prediction, before ICD."""
+    if pcfg["selection"] == "fixed":  # the baseline: class confidence alone, no candidates
+        return np.where(pred["cls_score"] >= pcfg["fixed_threshold"], "positive",
+                        np.where(pred["scores"] > pcfg["tau_neg"], "candidate", "below_tau_neg"))
+    s = pred["scores"]
+    return np.where(s >= tau_pos, "positive", np.where(s > pcfg["tau_neg"], "candidate", "below_tau_neg"))
+
+
+def refine(status, icd, mode, pcfg):
+    """EAP and MPP (Sec. 3.2) -> (accepted mask, origin / reason per prediction)."""
+    eap, mpp = mode in ("eap", "both"), mode in ("mpp", "both")
+    removed = eap & (status == "positive") & (icd < pcfg["tau_icd"])
+    mined = mpp & (status == "candidate") & (icd > pcfg["sigma_icd"])
+    accepted = ((status == "positive") & ~removed) | mined
+    reason = np.where(mined, "mined", np.where(accepted, "positive", np.where(removed, "eap", status)))
+    return accepted, reason
+
+
+def thresholds(results, pcfg):
+    """tau_pos per video: its own (scope video) or one over every unlabeled video (scope dataset)."""
+    if pcfg["scope"] == "dataset":
+        tau = adaptive_threshold(np.concatenate([r["scores"] for r in results.values()] or [[]]),
+                                 pcfg["tau_neg"], pcfg["pos_std"])
+        return {vid: tau for vid in results}
+    return {vid: adaptive_threshold(r["scores"], pcfg["tau_neg"], pcfg["pos_std"]) for vid, r in results.items()}
+
+
+# ---------------------------------------------------------------- ICD scores (Eq. 10)
+
+def icd_scores(model, results, videos, dcfg, bank, device):
+    """S_i for every prediction with joint score above tau_neg (the others are never used)."""
+    out = {}
+    for vid, r in results.items():
+        grid = time_to_grid(r["segments"], videos[vid].fps, dcfg["feat_stride"], dcfg["num_frames"])
+        feats = pool_instances(load_features(dcfg, vid), torch.as_tensor(grid, dtype=torch.float32)).to(device)
+        labels = torch.as_tensor(r["labels"], dtype=torch.long).to(device)
+        out[vid] = similarity_scores(model.icd, feats, labels, bank).numpy()
+    return out
+
+
+# ---------------------------------------------------------------- the JSON file
+
+def _entry(pred, i, classes, icd, origin_key, origin):
+    seg = pred["segments"][i]
+    num = lambda x: None if not np.isfinite(x) else round(float(x), DIGITS)  # noqa: E731
+    return {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), round(float(seg[1]), 3)],
+            "label_id": int(pred["labels"][i]), "score": num(pred["scores"][i]),
+            "cls_score": num(pred["cls_score"][i]), "tiou": num(pred["tiou"][i]), "tnd": num(pred["tnd"][i]),
+            "icd": num(icd[i]), origin_key: str(origin)}
+
+
+def _ordered(entries):
+    return sorted(entries, key=lambda e: (e["segment"][0], e["segment"][1], e["label_id"]))
+
+
+def build_file(results, decisions, videos, classes, meta, train_subset):
+    database = {}
+    for vid in sorted(results):
+        pred, (accepted, reason, icd) = results[vid], decisions[vid]
+        keep = [_entry(pred, i, classes, icd, "origin", reason[i]) for i in np.flatnonzero(accepted)]
+        rejected = [_entry(pred, i, classes, icd, "reason", reason[i])
+                    for i in np.flatnonzero(~accepted & (reason != "below_tau_neg"))]
+        database[vid] = {"subset": train_subset, "duration": videos[vid].duration, "fps": videos[vid].fps,
+                         "annotations": _ordered(keep), "rejected": _ordered(rejected)}
+    return {"version": "apl-pseudo-labels-v1", "meta": meta, "database": database}
+
+
+# ---------------------------------------------------------------- quality, Fig. 3(c)
+
+def quality(selected, videos):
+    """Class Acc, Avg tIoU, Pos Acc (right class and tIoU > 0.5) against each pseudo label's
+    best-overlapping ground truth; precision / recall at tIoU 0.5 with one-to-one matching."""
+    best_iou, same_class, matched, n_gt, n_pl = [], [], 0, 0, 0
+    for vid, (segs, labels, scores) in selected.items():
+        gt_segs, gt_labels = videos[vid].segments, videos[vid].labels
+        n_gt, n_pl = n_gt + len(gt_labels), n_pl + len(labels)
+        taken = np.zeros(len(gt_labels), dtype=bool)
+        for i in np.argsort(-scores, kind="stable"):
+            iou = segment_tiou(segs[i], gt_segs) if len(gt_labels) else np.zeros(0)
+            j = int(np.argmax(iou)) if iou.size else -1
+            best_iou.append(iou[j] if j >= 0 else 0.0)
+            same_class.append(j >= 0 and gt_labels[j] == labels[i])
+            ok = (~taken) & (gt_labels == labels[i]) & (iou >= 0.5)
+            if ok.any():
+                taken[np.flatnonzero(ok)[np.argmax(iou[ok])]] = True
+                matched += 1
+    best_iou, same_class = np.asarray(best_iou), np.asarray(same_class, dtype=bool)
+    n = max(len(best_iou), 1)
+    return {"pseudo_labels": n_pl, "class_acc": same_class.sum() / n, "avg_tiou": best_iou.sum() / n,
+            "pos_acc": (same_class & (best_iou > 0.5)).sum() / n,
+            "precision@0.5": matched / max(n_pl, 1), "recall@0.5": matched / max(n_gt, 1)}
+
+
+def quality_table(results, icd, videos, pcfg):
+    """The five selections of Fig. 3(c) from the same predictions."""
+    rows = {}
+    taus = thresholds(results, {**pcfg, "selection": "adaptive"})
+    for name, selection, mode in (("fixed (cls >= %.2g)" % pcfg["fixed_threshold"], "fixed", "none"),
+                                  ("adaptive", "adaptive", "none"), ("+EAP", "adaptive", "eap"),
+                                  ("+MPP", "adaptive", "mpp"), ("+EAP+MPP", "adaptive", "both")):
+        cfg = {**pcfg, "selection": selection}
+        chosen = {}
+        for vid, r in results.items():
+            accepted, _ = refine(initial_status(r, cfg, taus[vid]), icd[vid], mode, cfg)
+            chosen[vid] = (r["segments"][accepted], r["labels"][accepted], r["scores"][accepted])
+        rows[name] = quality(chosen, videos)
+    return rows
+
+
+def format_quality(rows):
+    keys = ["pseudo_labels", "class_acc", "avg_tiou", "pos_acc", "precision@0.5", "recall@0.5"]
+    lines = ["| selection | #PL | Class Acc | Avg tIoU | Pos Acc | P@0.5 | R@0.5 |", "|---" * 7 + "|"]
+    for name, q in rows.items():
+        lines.append(f"| {name} | {q['pseudo_labels']} | " + " | ".join(f"{100 * q[k]:.1f}" for k in keys[1:]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # 1. Config, checkpoint, data.
+    cfg = config_from_args(args)
+    pcfg, dcfg = cfg["pseudo"], cfg["dataset"]
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = config_with_model_of(cfg, ckpt)
+    device = resolve_device(args.device)
+    videos, classes = load_data(cfg)
+    ids = unlabeled_ids(cfg, videos)
+    model = build_detector(cfg, classes, device)
+    model.load_state_dict(eval_weights(ckpt))
+    model.eval()
+
+    # 2. Predictions on the unlabeled videos, with evaluate.py's post-processing.
+    results = predict(model, VideoDataset(dcfg, videos, ids, training=False), cfg, device, not args.no_progress)
+
+    # 3. Adaptive thresholds (Eq. 6) and ICD refinement (Eq. 10).
+    bank = InstanceBank(dcfg, videos, labeled_ids(cfg, videos)).to(device)
+    icd = icd_scores(model, results, videos, dcfg, bank, device)
+    taus = thresholds(results, pcfg)
+    decisions = {}
+    for vid, r in results.items():
+        accepted, reason = refine(initial_status(r, pcfg, taus[vid]), icd[vid], pcfg["icd"], pcfg)
+        decisions[vid] = (accepted, reason, icd[vid])
+
+    # 4. The pseudo-label file.
+    reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])
+    counts = {"videos": len(ids), "positive": int((reasons == "positive").sum()),
+              "mined": int((reasons == "mined").sum()), "removed_eap": int((reasons == "eap").sum()),
+              "candidate": int((reasons == "candidate").sum()),
+              "below_tau_neg": int((reasons == "below_tau_neg").sum())}
+    meta = {"checkpoint": os.path.abspath(args.checkpoint), "config": os.path.abspath(args.config),
+            "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, "counts": counts,
+            "tau_pos": {vid: (round(t, DIGITS) if np.isfinite(t) else None) for vid, t in sorted(taus.items())}}
+    atomic_write_text(args.out, json.dumps(build_file(results, decisions, videos, classes, meta,
+                                                      dcfg["train_subset"]), indent=2) + "\n")
+    print(f"wrote {args.out}: {counts['positive'] + counts['mined']} pseudo labels on {len(ids)} videos "
+          f"({counts['positive']} positive, {counts['mined']} mined by MPP, {counts['removed_eap']} removed "
+          f"by EAP, {counts['candidate']} candidates left out)")
+
+    # 5. Quality against the ground truth, when the unlabeled videos have it.
+    if any(len(videos[v].labels) for v in ids):
+        print(format_quality(quality_table(results, icd, videos, pcfg)))
+    return args.out
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,150 @@
+"""Semi-supervised training: labeled videos with their ground truth, unlabeled ones with pseudo labels.
+
+Starts from a checkpoint (train_supervised.py's, or a previous round's) and trains with
+    L = L^s + beta * L^u                                                          Eq. (12)
+where each term has the classification (Eq. 5), DIoU (Eq. 1) and localisation-quality (Eq. 3)
+losses over its own moving average of positives; on an unlabeled video, points outside every
+pseudo-labeled action are background. The ICD keeps learning from the labeled instances (Eq. 8).
+An epoch is one pass over the pseudo-labeled videos, with the labeled ones cycled beside them.
+
+The pseudo-label file (pseudo_label.py's, possibly edited by hand) is checked entry by entry
+before anything starts: an unknown video or label, a label_id that disagrees, a segment that is
+reversed or outside its video, a non-numeric value or broken JSON is a one-line error.
+
+Example:
+  python train_semi.py --config configs/default.yaml --init outputs/main/supervised/last.pt \\
+      --pseudo-labels outputs/main/pseudo_labels_round1.json --out outputs/main/semi_round1
+"""
+import dataclasses
+import functools
+import os
+
+from common.checkpoint import (eval_weights, load_checkpoint, restore_training_state, save_checkpoint,
+                               training_state)
+from common.config import save_config
+from common.data import VideoDataset, data_error, load_annotations
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
+                           resolve_device, seed_everything, train_one_epoch)
+from common.icd import InstanceBank
+from common.losses import LossNormalizer, batch_loss, labeled_loss
+from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
+                          labeled_ids, load_data, make_parser, run_main)
+
+
+def parse_args(argv=None):
+    parser = add_common_args(make_parser(__doc__))
+    parser.add_argument("--init", required=True, help="the checkpoint to start from (its EMA weights)")
+    parser.add_argument("--pseudo-labels", required=True, help="pseudo_label.py's JSON (hand edits welcome)")
+    parser.add_argument("--out", required=True, help="output folder (last.pt, config.yaml, log.jsonl)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    return parser.parse_args(argv)
+
+
+def load_pseudo_labels(path, videos, classes, labeled):
+    """The pseudo-labeled videos as the dataset's Video records with the file's actions.
+
+    Read strictly by the annotation reader; videos must exist in the dataset and not be labeled.
+    """
+    pseudo, _ = load_annotations(path, classes, strict=True)
+    out = {}
+    for vid, pl in sorted(pseudo.items()):
+        if vid not in videos:
+            raise data_error(path, "not a video of the dataset's annotation file", vid)
+        if vid in labeled:
+            raise data_error(path, "is a labeled video; pseudo labels are for unlabeled ones", vid)
+        if abs(pl.duration - videos[vid].duration) > 1e-3:
+            raise data_error(path, f"{pl.duration} differs from the dataset's {videos[vid].duration}", vid, "duration")
+        out[vid] = dataclasses.replace(videos[vid], segments=pl.segments, labels=pl.labels, extra=pl.extra)
+    return out
+
+
+def cycled_batches(dataset, cfg, epoch, pad_multiple):
+    """Labeled batches without end: pass k of epoch e is shuffled with its own seed."""
+    k = 0
+    while True:
+        yield from make_loader(dataset, cfg, epoch * 1000 + k, pad_multiple)
+        k += 1
+
+
+class PairedLoader:
+    """One labeled and one unlabeled batch per step; len() = the unlabeled batches."""
+
+    def __init__(self, labeled, unlabeled, cfg, epoch, pad_multiple):
+        self.unlabeled = make_loader(unlabeled, cfg, epoch, pad_multiple)
+        self.labeled = cycled_batches(labeled, cfg, epoch, pad_multiple)
+
+    def __len__(self):
+        return len(self.unlabeled)
+
+    def __iter__(self):
+        for u in self.unlabeled:
+            yield {"labeled": next(self.labeled), "unlabeled": u}
+
+
+def semi_loss(model, batch, cfg, norm_s, norm_u, bank):
+    """Eq. (12): the labeled loss (with ICD) plus beta times the pseudo-labeled loss."""
+    sup = labeled_loss(model, batch["labeled"], cfg, norm_s, bank)
+    unsup = batch_loss(model, batch["unlabeled"], cfg, norm_u)
+    parts = {f"{k}": v for k, v in sup.items() if k != "loss"}
+    parts.update({f"u_{k}": v for k, v in unsup.items() if k != "loss"})
+    parts["loss"] = sup["loss"] + cfg["semi"]["beta"] * unsup["loss"]
+    return parts
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # 1. Config, seed, device; the detector's shape comes from the checkpoint we start from.
+    cfg = config_from_args(args)
+    init = load_checkpoint(args.init)
+    cfg = config_with_model_of(cfg, init)
+    seed_everything(cfg["seed"])
+    device = resolve_device(args.device)
+    last = os.path.join(args.out, "last.pt")
+    if os.path.exists(last) and not args.resume:
+        raise SystemExit(f"error: {last} exists; pass --resume to continue it or choose another --out")
+
+    # 2. Data: labeled videos with ground truth, unlabeled ones with the (checked) pseudo labels.
+    videos, classes = load_data(cfg)
+    lab_ids = labeled_ids(cfg, videos)
+    pseudo = load_pseudo_labels(args.pseudo_labels, videos, classes, set(lab_ids))
+    labeled = VideoDataset(cfg["dataset"], videos, lab_ids, training=True, seed=cfg["seed"])
+    unlabeled = VideoDataset(cfg["dataset"], pseudo, sorted(pseudo), training=True, seed=cfg["seed"] + 1)
+    print(f"{len(lab_ids)} labeled videos ({sum(len(videos[v].labels) for v in lab_ids)} actions), "
+          f"{len(pseudo)} pseudo-labeled ({sum(len(v.labels) for v in pseudo.values())} pseudo labels), "
+          f"device {device}")
+
+    # 3. Detector from --init, fresh optimiser and schedule for this round.
+    model = build_detector(cfg, classes, device)
+    model.load_state_dict(eval_weights(init))
+    tcfg = {**cfg["train"], "epochs": cfg["semi"]["epochs"], "warmup_epochs": cfg["semi"]["warmup_epochs"]}
+    optimizer = build_optimizer(model, tcfg)
+    iters = -(-len(unlabeled) // tcfg["batch_size"])
+    scheduler = build_scheduler(optimizer, tcfg, iters)
+    ema = ModelEma(model, tcfg["ema_decay"])
+    norms = [LossNormalizer(cfg["loss"]["init_loss_norm"], cfg["loss"]["loss_norm_momentum"]) for _ in range(2)]
+    start_epoch, step = 0, 0
+    if args.resume and os.path.exists(last):
+        start_epoch, step = restore_training_state(last, model, ema, optimizer, scheduler, norms)
+    save_config(cfg, os.path.join(args.out, "config.yaml"))
+
+    # 4. Train on both; a checkpoint after every epoch.
+    bank = InstanceBank(cfg["dataset"], videos, lab_ids).to(device)
+    compute_loss = functools.partial(semi_loss, cfg=cfg, norm_s=norms[0], norm_u=norms[1], bank=bank)
+    total = tcfg["warmup_epochs"] + tcfg["epochs"]
+    parents = {"init": os.path.abspath(args.init), "pseudo_labels": os.path.abspath(args.pseudo_labels)}
+    for epoch in range(start_epoch, total):
+        loader = PairedLoader(labeled, unlabeled, cfg, epoch, model.pad_multiple)
+        stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
+                                      epoch, step, tcfg["clip_grad"], not args.no_progress)
+        save_checkpoint(last, training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "semi",
+                                             parents, classes, norms))
+        append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
+        print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  labeled cls {stats['cls_loss']:.4f} "
+              f"reg {stats['reg_loss']:.4f}  pseudo cls {stats['u_cls_loss']:.4f} reg {stats['u_reg_loss']:.4f}  "
+              f"icd {stats['icd_loss']:.4f}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s", flush=True)
+    print(f"wrote {last}")
+    return last
+
+
+if __name__ == "__main__":
+    run_main(main)
