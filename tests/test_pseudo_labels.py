@@ -1,0 +1,201 @@
+"""Pseudo-label selection (Eq. 6, EAP/MPP), the pseudo-label file as a user interface, and the chain
+supervised -> pseudo labels -> semi -> evaluate on the tiny embedded dataset."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import evaluate
+import pseudo_label
+import train_semi
+import train_supervised
+from common.data import load_annotations
+from common.stage import run_main
+from common.synthetic import ensure_dataset
+
+PCFG = {"selection": "adaptive", "fixed_threshold": 0.3, "tau_neg": 0.15, "pos_std": 1.0,
+        "scope": "video", "icd": "both", "tau_icd": 0.3, "sigma_icd": 0.7}
+
+
+def test_tau_pos_for_a_known_score_list():
+    # kept (> 0.15): 0.2, 0.4, 0.6 -> mean 0.4, population std sqrt(0.08 / 3) = 0.163299
+    assert pseudo_label.adaptive_threshold([0.1, 0.2, 0.4, 0.6], 0.15, 1.0) == pytest.approx(0.563299, abs=1e-6)
+    assert pseudo_label.adaptive_threshold([0.1, 0.2, 0.4, 0.6], 0.15, 0.0) == pytest.approx(0.4)
+    assert pseudo_label.adaptive_threshold([0.1, 0.15], 0.15, 1.0) == float("inf")  # nothing above tau_neg
+
+
+def test_scope_dataset_pools_every_video():
+    results = {"a": {"scores": np.array([0.2, 0.4])}, "b": {"scores": np.array([0.6, 0.1])}}
+    per_video = pseudo_label.thresholds(results, PCFG)
+    assert per_video["a"] == pytest.approx(0.3 + 0.1) and per_video["b"] == pytest.approx(0.6)
+    pooled = pseudo_label.thresholds(results, {**PCFG, "scope": "dataset"})
+    assert pooled["a"] == pooled["b"] == pytest.approx(0.4 + np.std([0.2, 0.4, 0.6]))
+
+
+def test_eap_and_mpp_decisions_for_known_scores():
+    pred = {"scores": np.array([0.9, 0.8, 0.3, 0.25, 0.1]), "cls_score": np.array([0.95, 0.9, 0.5, 0.2, 0.1])}
+    status = pseudo_label.initial_status(pred, PCFG, tau_pos=0.5)
+    assert status.tolist() == ["positive", "positive", "candidate", "candidate", "below_tau_neg"]
+    icd = np.array([0.8, 0.2, 0.75, 0.6, 0.99])
+    # EAP removes the positive with S 0.2 < 0.3; MPP promotes the candidate with S 0.75 > 0.7;
+    # the candidate with 0.6 stays out; below tau_neg is never promoted.
+    expected = {"none": ([1, 1, 0, 0, 0], ["positive", "positive", "candidate", "candidate", "below_tau_neg"]),
+                "eap": ([1, 0, 0, 0, 0], ["positive", "eap", "candidate", "candidate", "below_tau_neg"]),
+                "mpp": ([1, 1, 1, 0, 0], ["positive", "positive", "mined", "candidate", "below_tau_neg"]),
+                "both": ([1, 0, 1, 0, 0], ["positive", "eap", "mined", "candidate", "below_tau_neg"])}
+    for mode, (accepted, reason) in expected.items():
+        got_acc, got_reason = pseudo_label.refine(status, icd, mode, PCFG)
+        assert got_acc.astype(int).tolist() == accepted and got_reason.tolist() == reason, mode
+    # fixed selection: class score >= 0.3 is positive, whatever the joint score
+    fixed = pseudo_label.initial_status(pred, {**PCFG, "selection": "fixed"}, tau_pos=0.5)
+    assert fixed.tolist()[:4] == ["positive", "positive", "positive", "candidate"]
+
+
+def test_quality_measures_by_hand():
+    class V:
+        segments = np.array([[0.0, 10.0], [20.0, 30.0]])
+        labels = np.array([0, 1])
+    # PL 1 [0, 8] class 0: tIoU 0.8, right class -> positive; PL 2 [20, 24] class 0: tIoU 0.4 with a
+    # class-1 action -> wrong class. Class Acc 1/2, Avg tIoU 0.6, Pos Acc 1/2, P 1/2, R 1/2.
+    q = pseudo_label.quality({"v": (np.array([[0.0, 8.0], [20.0, 24.0]]), np.array([0, 0]), np.array([0.9, 0.8]))},
+                             {"v": V})
+    assert (q["class_acc"], q["avg_tiou"], q["pos_acc"], q["precision@0.5"], q["recall@0.5"]) == \
+        pytest.approx((0.5, 0.6, 0.5, 0.5, 0.5))
+
+
+# ---------------------------------------------------------------- the chain on the tiny dataset
+
+TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5", "dataset.max_seq_len=128",
+        "train.epochs=2", "train.warmup_epochs=1", "train.batch_size=4", "semi.epochs=1", "semi.warmup_epochs=0",
+        # accept generously: an undertrained tiny detector scores low, and the file must not be empty
+        "pseudo.tau_neg=0.0", "pseudo.pos_std=0.0", "test.max_segments=20"]
+
+
+def _args(overrides):
+    out = ["--config", "configs/default.yaml", "--device", "cpu", "--no-progress"]
+    for o in overrides:
+        out += ["--set", o]
+    return out
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("data") / "tiny")
+    ensure_dataset(root, "tiny", 0)
+    sets = TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
+                   f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
+                   f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
+    out = tmp_path_factory.mktemp("chain")
+    train_supervised.main(_args(sets) + ["--out", str(out / "sup")])
+    pseudo_label.main(_args(sets) + ["--checkpoint", str(out / "sup" / "last.pt"), "--out", str(out / "pl.json")])
+    return {"sets": sets, "out": out, "root": root}
+
+
+def test_chain_supervised_pseudo_semi_evaluate(chain):
+    out, sets = chain["out"], chain["sets"]
+    data = json.load(open(out / "pl.json"))
+    assert set(data) == {"version", "meta", "database"}
+    n = sum(len(v["annotations"]) for v in data["database"].values())
+    assert n > 0 and data["meta"]["counts"]["positive"] + data["meta"]["counts"]["mined"] == n
+    train_semi.main(_args(sets) + ["--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "pl.json"),
+                                   "--out", str(out / "semi")])
+    metrics = evaluate.main(_args(sets) + ["--checkpoint", str(out / "semi" / "last.pt"),
+                                           "--out", str(out / "semi_pred.json")])
+    assert 0.0 <= metrics["average"] <= 1.0
+    # another round starts from the semi checkpoint
+    pseudo_label.main(_args(sets) + ["--checkpoint", str(out / "semi" / "last.pt"), "--out", str(out / "pl2.json")])
+    assert json.load(open(out / "pl2.json"))["meta"]["checkpoint"].endswith(os.path.join("semi", "last.pt"))
+
+
+def test_file_is_stable_sorted_rounded_and_read_back_equal(chain):
+    path = chain["out"] / "pl.json"
+    text = open(path).read()
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2) + "\n"  # indent 2, nothing else
+    assert list(data["database"]) == sorted(data["database"])
+    for v in data["database"].values():
+        starts = [a["segment"][0] for a in v["annotations"]]
+        assert starts == sorted(starts)
+        for a in v["annotations"] + v["rejected"]:
+            assert a["score"] == round(a["score"], 4) and a["segment"][0] == round(a["segment"][0], 3)
+            assert a.get("origin", a.get("reason")) in ("positive", "mined", "candidate", "eap")
+    videos, _ = load_annotations(str(path), strict=True)
+    again, _ = load_annotations(str(path), strict=True)
+    for vid, v in videos.items():
+        assert np.array_equal(v.segments, again[vid].segments) and np.array_equal(v.labels, again[vid].labels)
+        assert [a["label_id"] for a in data["database"][vid]["annotations"]] == v.labels.tolist()
+
+
+def _edit(chain, tmp_path, change):
+    data = json.load(open(chain["out"] / "pl.json"))
+    change(data["database"])
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data, indent=2))
+    return str(path)
+
+
+def _trained_on(chain, path):
+    from common.config import load_config
+    from common.stage import labeled_ids, load_data
+    cfg = load_config("configs/default.yaml", chain["sets"])
+    videos, classes = load_data(cfg)
+    return train_semi.load_pseudo_labels(path, videos, classes, set(labeled_ids(cfg, videos))), classes
+
+
+def test_hand_edits_change_what_semi_trains_on(chain, tmp_path):
+    db = json.load(open(chain["out"] / "pl.json"))["database"]
+    vid = next(v for v in sorted(db) if db[v]["annotations"])
+    original, classes = _trained_on(chain, str(chain["out"] / "pl.json"))
+    n = len(original[vid].labels)
+
+    def delete(d):
+        del d[vid]["annotations"][0]
+    got, _ = _trained_on(chain, _edit(chain, tmp_path, delete))
+    assert len(got[vid].labels) == n - 1
+
+    def relabel(d):
+        ann = d[vid]["annotations"][0]
+        ann["label"] = classes[(classes.index(ann["label"]) + 1) % len(classes)]
+        del ann["label_id"]  # a hand edit that changes the label alone
+    got, _ = _trained_on(chain, _edit(chain, tmp_path, relabel))
+    assert got[vid].labels[0] == (original[vid].labels[0] + 1) % len(classes)
+
+    def move_in(d):
+        d[vid]["annotations"].append({"label": classes[0], "segment": [1.0, 2.5]})  # only label and segment
+    got, _ = _trained_on(chain, _edit(chain, tmp_path, move_in))
+    assert len(got[vid].labels) == n + 1 and [1.0, 2.5] in got[vid].segments.tolist()
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d, v: d.update({"video_nope": d[v]}), "video video_nope: not a video of the dataset"),
+    (lambda d, v: d[v]["annotations"][0].update(label="Dancing"), "'Dancing' is not in the class list"),
+    (lambda d, v: d[v]["annotations"][0].update(label_id=99), "label_id: 99 disagrees"),
+    (lambda d, v: d[v]["annotations"][0].update(segment=[5.0, 2.0]), "segment: reversed"),
+    (lambda d, v: d[v]["annotations"][0].update(segment=[1.0, 1e6]), "outside the video"),
+    (lambda d, v: d[v]["annotations"][0].update(score="high"), "score: expected a number"),
+])
+def test_bad_edits_are_one_line_errors_and_keep_outputs(chain, tmp_path, capsys, change, message):
+    db = json.load(open(chain["out"] / "pl.json"))["database"]
+    vid = next(v for v in sorted(db) if db[v]["annotations"])
+    path = _edit(chain, tmp_path, lambda d: change(d, vid))
+    out = chain["out"] / "sup"
+    before = {f: open(out / f, "rb").read() for f in os.listdir(out)}
+    with pytest.raises(SystemExit) as info:
+        run_main(train_semi.main, _args(chain["sets"]) + ["--init", str(out / "last.pt"), "--pseudo-labels", path,
+                                                          "--out", str(out), "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1
+    assert "edited.json" in err and message in err
+    if "video_nope" not in message:
+        assert f"video {vid}" in err and "annotations[0]" in err
+    assert {f: open(out / f, "rb").read() for f in os.listdir(out)} == before
+
+
+def test_broken_json_is_a_one_line_error(chain, tmp_path, capsys):
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"database": {')
+    with pytest.raises(SystemExit):
+        run_main(train_semi.main, _args(chain["sets"]) + ["--init", str(chain["out"] / "sup" / "last.pt"),
+                                                          "--pseudo-labels", str(bad), "--out", str(tmp_path / "x")])
+    assert "broken.json" in capsys.readouterr().err
