@@ -25,10 +25,10 @@ import torch
 
 from common.checkpoint import eval_weights, load_checkpoint
 from common.config import atomic_write_text
-from common.data import VideoDataset, load_features, time_to_grid
+from common.data import VideoDataset, time_to_grid
 from common.detect import predict
 from common.engine import resolve_device
-from common.icd import InstanceBank, pool_instances, similarity_scores
+from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
                           labeled_ids, load_data, make_parser, run_main, unlabeled_ids)
@@ -84,12 +84,12 @@ def thresholds(results, pcfg):
 
 # ---------------------------------------------------------------- ICD scores (Eq. 10)
 
-def icd_scores(model, results, videos, dcfg, bank, device):
-    """S_i for every prediction with joint score above tau_neg (the others are never used)."""
+def icd_scores(model, results, videos, dcfg, bank, source, device):
+    """S_i of Eq. (10) for every prediction."""
     out = {}
     for vid, r in results.items():
         grid = time_to_grid(r["segments"], videos[vid].fps, dcfg["feat_stride"], dcfg["num_frames"])
-        feats = pool_instances(load_features(dcfg, vid), torch.as_tensor(grid, dtype=torch.float32)).to(device)
+        feats = pool_instances(source(vid), torch.as_tensor(grid, dtype=torch.float32))
         labels = torch.as_tensor(r["labels"], dtype=torch.long).to(device)
         out[vid] = similarity_scores(model.icd, feats, labels, bank).numpy()
     return out
@@ -190,8 +190,9 @@ def main(argv=None):
     results = predict(model, VideoDataset(dcfg, videos, ids, training=False), cfg, device, not args.no_progress)
 
     # 3. Adaptive thresholds (Eq. 6) and ICD refinement (Eq. 10).
-    bank = InstanceBank(dcfg, videos, labeled_ids(cfg, videos)).to(device)
-    icd = icd_scores(model, results, videos, dcfg, bank, device)
+    source = feature_source(model, dcfg, cfg["model"]["icd_features"], device)
+    bank = InstanceBank(dcfg, videos, labeled_ids(cfg, videos)).build(source)
+    icd = icd_scores(model, results, videos, dcfg, bank, source, device)
     taus = thresholds(results, pcfg)
     decisions = {}
     for vid, r in results.items():

@@ -25,7 +25,7 @@ from common.config import save_config
 from common.data import VideoDataset, data_error, load_annotations
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
                            resolve_device, seed_everything, train_one_epoch)
-from common.icd import InstanceBank
+from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, batch_loss, labeled_loss
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
                           labeled_ids, load_data, make_parser, run_main)
@@ -128,11 +128,14 @@ def main(argv=None):
     save_config(cfg, os.path.join(args.out, "config.yaml"))
 
     # 4. Train on both; a checkpoint after every epoch.
-    bank = InstanceBank(cfg["dataset"], videos, lab_ids).to(device)
+    bank = InstanceBank(cfg["dataset"], videos, lab_ids)
+    source = feature_source(model, cfg["dataset"], cfg["model"]["icd_features"], device)
     compute_loss = functools.partial(semi_loss, cfg=cfg, norm_s=norms[0], norm_u=norms[1], bank=bank)
     total = tcfg["warmup_epochs"] + tcfg["epochs"]
     parents = {"init": os.path.abspath(args.init), "pseudo_labels": os.path.abspath(args.pseudo_labels)}
     for epoch in range(start_epoch, total):
+        if bank.feats is None or cfg["model"]["icd_features"] == "fpn":
+            bank.build(source)
         loader = PairedLoader(labeled, unlabeled, cfg, epoch, model.pad_multiple)
         stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
                                       epoch, step, tcfg["clip_grad"], not args.no_progress)

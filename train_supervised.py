@@ -15,14 +15,14 @@ more epochs help more than a wider model.
 import functools
 import os
 
-import torch
 
-from common.checkpoint import eval_weights, load_checkpoint, load_pretrained, save_checkpoint
+from common.checkpoint import (eval_weights, load_checkpoint, load_pretrained, restore_training_state,
+                               save_checkpoint, training_state)
 from common.config import save_config
-from common.data import VideoDataset, collate
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, resolve_device,
-                           seed_everything, train_one_epoch)
-from common.icd import InstanceBank
+from common.data import VideoDataset
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
+                           resolve_device, seed_everything, train_one_epoch)
+from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss
 from common.stage import (add_common_args, build_detector, config_from_args, labeled_ids, load_data,
                           make_parser, run_main)
@@ -37,15 +37,6 @@ def parse_args(argv=None):
     parser.add_argument("--init", help="checkpoint whose weights start the detector (e.g. pretrain_acp.py's)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     return parser.parse_args(argv)
-
-
-def make_loader(dataset, cfg, epoch, pad_multiple):
-    """A loader whose shuffle and crops depend only on (seed, epoch): resumable and deterministic."""
-    dataset.set_epoch(epoch)
-    gen = torch.Generator().manual_seed(cfg["seed"] * 100003 + epoch)
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=cfg["train"]["batch_size"], shuffle=True, generator=gen,
-        num_workers=cfg["train"]["num_workers"], collate_fn=functools.partial(collate, pad_multiple=pad_multiple))
 
 
 def initialise(model, ema, path):
@@ -85,33 +76,24 @@ def main(argv=None):
     normalizer = LossNormalizer(cfg["loss"]["init_loss_norm"], cfg["loss"]["loss_norm_momentum"])
     start_epoch, step = 0, 0
     if args.resume and os.path.exists(last):
-        ckpt = load_checkpoint(last)
-        model.load_state_dict(ckpt["model"])
-        ema.module.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        normalizer.value = ckpt["loss_norm"]
-        torch.set_rng_state(ckpt["rng"])
-        start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
-        print(f"resumed {last} at epoch {start_epoch}")
+        start_epoch, step = restore_training_state(last, model, ema, optimizer, scheduler, [normalizer])
     elif args.init:
         initialise(model, ema, args.init)
     save_config(cfg, os.path.join(args.out, "config.yaml"))
 
     # 4. Train; a checkpoint after every epoch.
-    bank = InstanceBank(cfg["dataset"], videos, train_ids).to(device)  # ICD partners (Eq. 7)
+    bank = InstanceBank(cfg["dataset"], videos, train_ids)  # ICD partners (Eq. 7)
+    source = feature_source(model, cfg["dataset"], cfg["model"]["icd_features"], device)
     compute_loss = functools.partial(labeled_loss, cfg=cfg, normalizer=normalizer, bank=bank)
     total = cfg["train"]["warmup_epochs"] + cfg["train"]["epochs"]
     for epoch in range(start_epoch, total):
+        if bank.feats is None or cfg["model"]["icd_features"] == "fpn":
+            bank.build(source)
         loader = make_loader(dataset, cfg, epoch, model.pad_multiple)
         stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
                                       epoch, step, cfg["train"]["clip_grad"], not args.no_progress)
-        save_checkpoint(last, {
-            "model": model.state_dict(), "ema": ema.module.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": epoch, "step": step, "config": cfg, "stage": "supervised",
-            "parents": {"init": args.init}, "classes": classes, "loss_norm": normalizer.value,
-            "rng": torch.get_rng_state()})
+        save_checkpoint(last, training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "supervised",
+                                             {"init": args.init}, classes, [normalizer]))
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
         print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  cls {stats['cls_loss']:.4f}  "
               f"reg {stats['reg_loss']:.4f}  locq {stats['locq_loss']:.4f}  icd {stats['icd_loss']:.4f}  "

@@ -52,6 +52,7 @@ DEFAULTS = {
         # branch predicting tIoU; diou = one branch predicting DIoU; tiou_tnd = the paper's two.
         "alqa": "tiou_tnd",
         "icd_hidden": 256,                    # width of the ICD discriminator's MLP (Eq. 9)
+        "icd_features": "input",              # instances pooled from: input features | fpn (level 0)
     },
     "loss": {
         "focal_alpha": 0.25,

@@ -45,23 +45,50 @@ def pool_instances(feats, segments):
     return torch.stack(out) if out else feats.new_zeros(0, feats.shape[1])
 
 
+def feature_source(model, dcfg, kind, device):
+    """Per-video (T, D) features the ICD pools: the input features (`input`), or the detector's
+    level-0 FPN features (`fpn`, computed in eval mode without gradients)."""
+    def input_features(vid):
+        return torch.from_numpy(np.array(load_features(dcfg, vid), dtype=np.float32)).to(device)
+
+    @torch.no_grad()
+    def fpn_features(vid):
+        x = input_features(vid).T[None]                                     # (1, D, T)
+        t = x.shape[-1]
+        pad = -t % model.pad_multiple
+        mask = torch.zeros(1, t + pad, dtype=torch.bool, device=device)
+        mask[:, :t] = True
+        was_training = model.training
+        model.eval()
+        feats = model(torch.nn.functional.pad(x, (0, pad)), mask)["feats"][0]
+        model.train(was_training)
+        return feats[0, :, :t].T
+    if kind not in ("input", "fpn"):
+        raise ValueError(f"model.icd_features: {kind!r} is not input or fpn")
+    return input_features if kind == "input" else fpn_features
+
+
 class InstanceBank:
-    """Pooled features and labels of every ground-truth instance of the labeled videos."""
+    """Pooled features and labels of every ground-truth instance of the labeled videos.
+
+    With input features the bank never changes; with FPN features `build` is called again each
+    epoch so that partners live in the same feature space as the anchors.
+    """
 
     def __init__(self, dcfg, videos, video_ids):
-        feats, labels = [], []
-        for vid in video_ids:
-            video = videos[vid]
-            if len(video.labels) == 0:
-                continue
-            grid = time_to_grid(video.segments, video.fps, dcfg["feat_stride"], dcfg["num_frames"])
-            feats.append(pool_instances(load_features(dcfg, vid), grid))
-            labels.append(torch.as_tensor(video.labels, dtype=torch.long))
-        self.feats = torch.cat(feats) if feats else torch.zeros(0, dcfg["feature_dim"])
-        self.labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        self.dcfg, self.videos = dcfg, videos
+        self.video_ids = [v for v in video_ids if len(videos[v].labels)]
+        self.feats = self.labels = None
 
-    def to(self, device):
-        self.feats, self.labels = self.feats.to(device), self.labels.to(device)
+    def build(self, source):
+        feats, labels = [], []
+        for vid in self.video_ids:
+            video = self.videos[vid]
+            grid = time_to_grid(video.segments, video.fps, self.dcfg["feat_stride"], self.dcfg["num_frames"])
+            x = source(vid)
+            feats.append(pool_instances(x, torch.as_tensor(grid, dtype=torch.float32)))
+            labels.append(torch.as_tensor(video.labels, dtype=torch.long, device=x.device))
+        self.feats, self.labels = torch.cat(feats), torch.cat(labels)
         return self
 
 
@@ -101,7 +128,8 @@ def icd_loss(disc, anchors, anchor_labels, bank, num_same, num_diff, generator):
 @torch.no_grad()
 def similarity_scores(disc, feats, labels, bank, chunk=4096):
     """Eq. (10): S_i = mean over the labeled instances of class y_i of D(x_i, x_j); NaN without any."""
-    scores = torch.full((len(labels),), float("nan"))
+    labels = labels.to(feats.device)
+    scores = torch.full((len(labels),), float("nan"), device=feats.device)
     for c in labels.unique().tolist():
         idx = torch.nonzero(labels == c).squeeze(1)
         ref = bank.feats[bank.labels == c]
@@ -112,15 +140,16 @@ def similarity_scores(disc, feats, labels, bank, chunk=4096):
         pairs_b = ref[None].expand(len(x), -1, -1).reshape(-1, x.shape[1])
         prob = torch.cat([torch.sigmoid(disc(pa, pb)) for pa, pb in
                           zip(pairs_a.split(chunk), pairs_b.split(chunk))])
-        scores[idx] = prob.view(len(x), len(ref)).mean(1).cpu()
-    return scores
+        scores[idx] = prob.view(len(x), len(ref)).mean(1)
+    return scores.cpu()
 
 
-def batch_instances(batch):
-    """Pooled input features (N, D) and labels (N,) of the ground-truth instances of a batch."""
-    feats, labels = [], []
+def batch_instances(batch, feats):
+    """Pooled features (N, D) and labels (N,) of the ground-truth instances of a batch;
+    feats (B, D, T) are the batch's input features or its level-0 FPN features (same grid)."""
+    out, labels = [], []
     for b, (seg, lab) in enumerate(zip(batch["segments"], batch["labels"])):
         length = int(batch["mask"][b].sum())
-        feats.append(pool_instances(batch["feats"][b, :, :length].T, seg))
+        out.append(pool_instances(feats[b, :, :length].T, seg))
         labels.append(lab)
-    return torch.cat(feats), torch.cat(labels).to(torch.long)
+    return torch.cat(out), torch.cat(labels).to(torch.long)

@@ -177,9 +177,8 @@ def batch_targets(points, batch, num_classes, center_radius):
     return torch.stack(cls_t), torch.stack(reg_t)
 
 
-def batch_loss(model, batch, cfg, normalizer):
-    """The detector's loss on a batch whose `segments` / `labels` are its (pseudo) ground truth."""
-    outputs = model(batch["feats"], batch["mask"])
+def outputs_loss(model, outputs, batch, cfg, normalizer):
+    """The detector's loss for raw `outputs` of a batch whose `segments` / `labels` are its (pseudo) truth."""
     points = make_points([m.shape[1] for m in outputs["masks"]], model.strides,
                          cfg["model"]["regression_range"], batch["feats"].device)
     cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
@@ -187,10 +186,16 @@ def batch_loss(model, batch, cfg, normalizer):
     return detection_loss(outputs, cls_t, reg_t, cfg, normalizer)
 
 
+def batch_loss(model, batch, cfg, normalizer):
+    return outputs_loss(model, model(batch["feats"], batch["mask"]), batch, cfg, normalizer)
+
+
 def labeled_loss(model, batch, cfg, normalizer, bank):
     """Loss on labeled videos: the detector's (Eq. 3, 5, 1) plus the ICD's (Eq. 8) on their instances."""
-    parts = batch_loss(model, batch, cfg, normalizer)
-    anchors, labels = batch_instances(batch)
+    outputs = model(batch["feats"], batch["mask"])
+    parts = outputs_loss(model, outputs, batch, cfg, normalizer)
+    fpn = cfg["model"]["icd_features"] == "fpn"
+    anchors, labels = batch_instances(batch, outputs["feats"][0].detach() if fpn else batch["feats"])
     lcfg = cfg["loss"]
     parts["icd_loss"] = icd_loss(model.icd, anchors, labels.to(anchors.device), bank,
                                  lcfg["icd_same"], lcfg["icd_diff"], None)

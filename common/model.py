@@ -221,7 +221,8 @@ class Detector(nn.Module):
         self.quality_out = MaskedConv1d(h, self.num_quality, k) if self.num_quality else None
         # ICD (Sec. 3.2) on input features; trained by its own loss, kept here so that it is saved,
         # averaged (EMA) and loaded with the detector it serves. forward() does not use it.
-        self.icd = Discriminator(input_dim, mcfg["icd_hidden"])
+        icd_dim = d if mcfg["icd_features"] == "fpn" else input_dim
+        self.icd = Discriminator(icd_dim, mcfg["icd_hidden"])
 
     @property
     def pad_multiple(self):
