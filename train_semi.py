@@ -26,7 +26,7 @@ from common.data import VideoDataset, data_error, load_annotations
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
                            resolve_device, seed_everything, train_one_epoch)
 from common.icd import InstanceBank, feature_source
-from common.losses import LossNormalizer, batch_loss, labeled_loss
+from common.losses import LossNormalizer, labeled_loss, pseudo_labeled_loss
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
                           labeled_ids, load_data, make_parser, run_main)
 
@@ -84,7 +84,7 @@ class PairedLoader:
 def semi_loss(model, batch, cfg, norm_s, norm_u, bank):
     """Eq. (12): the labeled loss (with ICD) plus beta times the pseudo-labeled loss."""
     sup = labeled_loss(model, batch["labeled"], cfg, norm_s, bank)
-    unsup = batch_loss(model, batch["unlabeled"], cfg, norm_u)
+    unsup = pseudo_labeled_loss(model, batch["unlabeled"], cfg, norm_u)
     parts = {f"{k}": v for k, v in sup.items() if k != "loss"}
     parts.update({f"u_{k}": v for k, v in unsup.items() if k != "loss"})
     parts["loss"] = sup["loss"] + cfg["semi"]["beta"] * unsup["loss"]
@@ -144,7 +144,7 @@ def main(argv=None):
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
         print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  labeled cls {stats['cls_loss']:.4f} "
               f"reg {stats['reg_loss']:.4f}  pseudo cls {stats['u_cls_loss']:.4f} reg {stats['u_reg_loss']:.4f}  "
-              f"icd {stats['icd_loss']:.4f}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s", flush=True)
+              f"icd {stats['icd_loss']:.4f}  acp {stats.get('acp_loss', 0.0):.4f}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s", flush=True)
     print(f"wrote {last}")
     return last
 

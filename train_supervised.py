@@ -24,11 +24,9 @@ from common.engine import (ModelEma, append_jsonl, build_optimizer, build_schedu
                            resolve_device, seed_everything, train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss
+from common.model import HEAD_PREFIXES
 from common.stage import (add_common_args, build_detector, config_from_args, labeled_ids, load_data,
                           make_parser, run_main)
-
-# Parts of the detector that start fresh when --init gives a pre-trained backbone (ACP).
-HEAD_PREFIXES = ("cls_trunk.", "cls_out.", "reg_trunk.", "reg_out.", "reg_scale", "quality_out.", "icd.")
 
 
 def parse_args(argv=None):
@@ -97,6 +95,7 @@ def main(argv=None):
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
         print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  cls {stats['cls_loss']:.4f}  "
               f"reg {stats['reg_loss']:.4f}  locq {stats['locq_loss']:.4f}  icd {stats['icd_loss']:.4f}  "
+              f"acp {stats.get('acp_loss', 0.0):.4f}  "
               f"lr {stats['lr']:.2e}  "
               f"{stats['seconds']:.1f}s", flush=True)
     print(f"wrote {last}")

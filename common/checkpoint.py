@@ -65,11 +65,16 @@ def training_state(model, ema, optimizer, scheduler, epoch, step, cfg, stage, pa
             "classes": classes, "loss_norms": [n.value for n in loss_norms], "rng": torch.get_rng_state()}
 
 
-def restore_training_state(path, model, ema, optimizer, scheduler, loss_norms):
-    """--resume: load a training_state() checkpoint in place -> (next epoch, step)."""
+def restore_training_state(path, model, ema, optimizer, scheduler, loss_norms, fresh_prefixes=None):
+    """--resume: load a training_state() checkpoint in place -> (next epoch, step).
+    fresh_prefixes: the checkpoint holds only part of the model (pre-training), the rest is unused."""
     ckpt = load_checkpoint(path)
-    model.load_state_dict(ckpt["model"])
-    ema.module.load_state_dict(ckpt["ema"])
+    if fresh_prefixes is None:
+        model.load_state_dict(ckpt["model"])
+        ema.module.load_state_dict(ckpt["ema"])
+    else:
+        load_pretrained(model, ckpt["model"], path, fresh_prefixes)
+        load_pretrained(ema.module, ckpt["ema"], path, fresh_prefixes)
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     for norm, value in zip(loss_norms, ckpt["loss_norms"]):

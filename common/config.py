@@ -53,6 +53,7 @@ DEFAULTS = {
         "alqa": "tiou_tnd",
         "icd_hidden": 256,                    # width of the ICD discriminator's MLP (Eq. 9)
         "icd_features": "input",              # instances pooled from: input features | fpn (level 0)
+        "acp_proj_dim": 128,                  # ACP projection head output; 0: contrast the pyramid itself
     },
     "loss": {
         "focal_alpha": 0.25,
@@ -75,6 +76,17 @@ DEFAULTS = {
         "clip_grad": 1.0,
         "ema_decay": 0.999,                   # per iteration, with a warm-up (see common/engine.py)
         "num_workers": 0,
+    },
+    "acp": {
+        # Action-aware contrastive pre-training and fine-tuning loss (Sec. 3.3, Table 5).
+        "mode": "both",                       # none | coarse | fine | both
+        "segments": 32,                       # N: frames sampled per video, one in each equal segment
+        "clusters": 4,                        # B: k-means classes of the fine contrast in pre-training
+        "temperature": 0.1,                   # the temperature of Eq. (11)
+        "weight": 0.1,                        # lambda_acp of Eq. (12), while fine-tuning
+        "epochs": 20,                         # pre-training epochs after warmup
+        "warmup_epochs": 2,
+        "batch_size": 4,                      # videos per pre-training batch (the fine contrast spans it)
     },
     "pseudo": {
         "selection": "adaptive",              # fixed: class score >= fixed_threshold (the baseline)

@@ -11,6 +11,7 @@ so a prediction and its ground truth share the same anchor point. The formulas:
 import torch
 import torch.nn.functional as F
 
+from common.acp import contrast, gather_frames, pyramid_representation, sample_frames, truth_labels
 from common.icd import batch_instances, icd_loss
 from common.model import make_points
 
@@ -190,10 +191,35 @@ def batch_loss(model, batch, cfg, normalizer):
     return outputs_loss(model, model(batch["feats"], batch["mask"]), batch, cfg, normalizer)
 
 
-def labeled_loss(model, batch, cfg, normalizer, bank):
-    """Loss on labeled videos: the detector's (Eq. 3, 5, 1) plus the ICD's (Eq. 8) on their instances."""
+def acp_truth_loss(model, outputs, batch, cfg):
+    """L_acp while fine-tuning (Sec. 3.3): contrast classes from the (pseudo) ground truth."""
+    acfg = cfg["acp"]
+    idx = sample_frames(batch["mask"], acfg["segments"])
+    rep = pyramid_representation(outputs["feats"], batch["mask"].shape[1])
+    frames = model.acp_proj(gather_frames(rep, idx))
+    coarse, fine = truth_labels(batch["segments"], batch["labels"], idx)
+    return contrast(frames, coarse, fine, acfg["mode"], acfg["temperature"])
+
+
+def _with_acp(model, outputs, batch, cfg, parts):
+    if cfg["acp"]["mode"] != "none":
+        acp = acp_truth_loss(model, outputs, batch, cfg)
+        parts["acp_loss"] = acp["acp_loss"]
+        parts["loss"] = parts["loss"] + cfg["acp"]["weight"] * acp["acp_loss"]
+    return parts
+
+
+def pseudo_labeled_loss(model, batch, cfg, normalizer):
+    """Loss on pseudo-labeled videos: the detector's and, with ACP, lambda_acp * L_acp^u (Eq. 12)."""
     outputs = model(batch["feats"], batch["mask"])
-    parts = outputs_loss(model, outputs, batch, cfg, normalizer)
+    return _with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer))
+
+
+def labeled_loss(model, batch, cfg, normalizer, bank):
+    """Loss on labeled videos: the detector's (Eq. 3, 5, 1), lambda_acp * L_acp^s, and the ICD's
+    (Eq. 8) on their instances."""
+    outputs = model(batch["feats"], batch["mask"])
+    parts = _with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer))
     fpn = cfg["model"]["icd_features"] == "fpn"
     anchors, labels = batch_instances(batch, outputs["feats"][0].detach() if fpn else batch["feats"])
     lcfg = cfg["loss"]

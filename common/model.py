@@ -20,10 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.acp import Projection
 from common.icd import Discriminator
 
 # Outputs of the quality head for each `alqa` mode (Table 3).
 QUALITY_OUTPUTS = {"none": 0, "tiou": 1, "diou": 1, "tiou_tnd": 2}
+# What ACP pre-trains (Sec. 3.3), and what starts fresh when a detector is built on it.
+PRETRAINED_PREFIXES = ("backbone.", "neck.", "acp_proj.")
+HEAD_PREFIXES = ("cls_trunk.", "cls_out.", "reg_trunk.", "reg_out.", "reg_scale", "quality_out.", "icd.")
 
 
 class MaskedConv1d(nn.Module):
@@ -223,19 +227,24 @@ class Detector(nn.Module):
         # averaged (EMA) and loaded with the detector it serves. forward() does not use it.
         icd_dim = d if mcfg["icd_features"] == "fpn" else input_dim
         self.icd = Discriminator(icd_dim, mcfg["icd_hidden"])
+        # ACP's projection of the concatenated pyramid (Sec. 3.3), pre-trained with the backbone.
+        self.acp_proj = Projection(d * self.num_levels, mcfg["acp_proj_dim"])
 
     @property
     def pad_multiple(self):
         """Inputs are padded to a multiple of the coarsest stride."""
         return self.strides[-1]
 
-    def forward(self, feats, mask):
+    def pyramid(self, feats, mask):
+        """Backbone and neck only: per level features (B, C, T_l) and masks (B, T_l)."""
         # Zero the padding first: afterwards every layer keeps padded steps at zero.
         levels, masks = self.backbone(feats * mask[:, None].to(feats.dtype), mask)
-        out = {"cls_logits": [], "offsets": [], "quality_logits": [], "masks": masks, "feats": []}
+        return [self.neck[l](x) * m[:, None].to(x.dtype) for l, (x, m) in enumerate(zip(levels, masks))], masks
+
+    def forward(self, feats, mask):
+        levels, masks = self.pyramid(feats, mask)
+        out = {"cls_logits": [], "offsets": [], "quality_logits": [], "masks": masks, "feats": levels}
         for lvl, (x, m) in enumerate(zip(levels, masks)):
-            x = self.neck[lvl](x) * m[:, None].to(x.dtype)
-            out["feats"].append(x)
             cls, _ = self.cls_out(self.cls_trunk(x, m), m)
             reg = self.reg_trunk(x, m)
             offsets, _ = self.reg_out(reg, m)
