@@ -39,10 +39,11 @@ def evaluate(ckpt, out, common):
     return json.load(open(metrics))
 
 
-def supervised(name, alqa, common, args):
+def supervised(name, extra_sets, common, args, init=None):
     out = os.path.join(args.out, name)
-    sets = common + ["--set", f"model.alqa={alqa}"]
-    stage("train_supervised.py", sets + ["--out", out, "--resume"], os.path.join(out, "done"))
+    sets = common + sum((["--set", s] for s in extra_sets), [])
+    stage("train_supervised.py", sets + ["--out", out, "--resume"] + (["--init", init] if init else []),
+          os.path.join(out, "done"))
     open(os.path.join(out, "done"), "w").close()
     return os.path.join(out, "last.pt"), evaluate(os.path.join(out, "last.pt"), out, sets)
 
@@ -61,6 +62,22 @@ def semi(name, init, pseudo_sets, common, args):
     return evaluate(os.path.join(out, "last.pt"), out, sets)
 
 
+def print_table(rows, title):
+    thr = next(iter(rows.values()))["thresholds"]
+    print(f"\n{title}")
+    print("| method | " + " | ".join(f"mAP@{t:g}" for t in thr) + " | avg |")
+    print("|---" * (len(thr) + 2) + "|")
+    for name, m in rows.items():
+        print(f"| {name} | " + " | ".join(f"{100 * x:.2f}" for x in m["mAP"]) + f" | {100 * m['average']:.2f} |")
+
+
+def common_args(args):
+    split = f"{args.data}/splits/%s_{args.ratio}pct.txt"
+    return ["--config", args.config, "--device", args.device, "--no-progress",
+            "--set", f"dataset.labeled_split={split % 'labeled'}",
+            "--set", f"dataset.unlabeled_split={split % 'unlabeled'}"] + sum((["--set", s] for s in args.set), [])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/default.yaml")
@@ -72,16 +89,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = args.out or f"outputs/bench_semi_{args.ratio}"
     start = time.time()
-    split = f"{args.data}/splits/%s_{args.ratio}pct.txt"
-    common = ["--config", args.config, "--device", args.device, "--no-progress",
-              "--set", f"dataset.labeled_split={split % 'labeled'}",
-              "--set", f"dataset.unlabeled_split={split % 'unlabeled'}"] + sum((["--set", s] for s in args.set), [])
+    common = common_args(args)
 
     rows = {}
-    plain, rows["supervised only (ActF*)"] = supervised("supervised_plain", "none", common, args)
+    common += ["--set", "acp.mode=none"]  # Table 2's rows before +ACP (benchmarks/bench_acp.py adds it)
+    plain, rows["supervised only (ActF*)"] = supervised("supervised_plain", ["model.alqa=none"], common, args)
     rows["baseline: fixed threshold 0.3"] = semi(
         "baseline", plain, ["pseudo.selection=fixed", "pseudo.icd=none"], common, args)
-    alqa, rows["supervised only, ALQA heads"] = supervised("supervised_alqa", "tiou_tnd", common, args)
+    alqa, rows["supervised only, ALQA heads"] = supervised("supervised_alqa", ["model.alqa=tiou_tnd"], common, args)
     rows["+ALQA (adaptive, Eq. 6)"] = semi("alqa", alqa, ["pseudo.selection=adaptive", "pseudo.icd=none"], common, args)
     rows["+ICD (EAP + MPP)"] = semi("alqa_icd", alqa, ["pseudo.selection=adaptive", "pseudo.icd=both"], common, args)
     # Eq. (6) leaves open where tau_pos's mean and std are taken: measure the other choice.
@@ -89,12 +104,7 @@ def main(argv=None):
         "alqa_icd_dataset", alqa, ["pseudo.selection=adaptive", "pseudo.icd=both", "pseudo.scope=dataset"],
         common, args)
 
-    thr = next(iter(rows.values()))["thresholds"]
-    print(f"\nSemi-supervised, {args.ratio}% labeled, {args.config}, device {args.device}")
-    print("| method | " + " | ".join(f"mAP@{t:g}" for t in thr) + " | avg |")
-    print("|---" * (len(thr) + 2) + "|")
-    for name, m in rows.items():
-        print(f"| {name} | " + " | ".join(f"{100 * x:.2f}" for x in m["mAP"]) + f" | {100 * m['average']:.2f} |")
+    print_table(rows, f"Semi-supervised, {args.ratio}% labeled, {args.config}, device {args.device}")
     report = os.path.join(args.out, "alqa_icd", "pseudo_label_report.txt")
     if os.path.exists(report):
         print("\nPseudo-label quality on the unlabeled videos (Fig. 3c), ALQA detector:")

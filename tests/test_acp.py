@@ -109,3 +109,15 @@ def test_chain_with_pretraining(tmp_path):
     assert 0.0 <= metrics["average"] <= 1.0
     logs = [json.loads(l) for l in open(out / "semi" / "log.jsonl")]
     assert "acp_loss" in logs[0] and "u_acp_loss" in logs[0]  # L_acp^s and L_acp^u of Eq. (12)
+
+
+def test_tsne_pictures(tmp_path, capsys):
+    import tools.plot_tsne as plot_tsne
+    root = str(tmp_path / "tiny")
+    ensure_dataset(root, "tiny", 0)
+    sets = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "dataset.synthetic_size=tiny",
+            f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features"]
+    plot_tsne.main(["--config", "configs/default.yaml", "--checkpoint", "random", "--out", str(tmp_path / "png"),
+                    "--frames", "16"] + sum((["--set", s] for s in sets), []))
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["random_action_background.png", "random_classes.png"]
+    assert "5-NN accuracy" in capsys.readouterr().out
