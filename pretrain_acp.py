@@ -25,10 +25,10 @@ from common.checkpoint import restore_training_state, save_checkpoint, training_
 from common.config import save_config
 from common.data import VideoDataset, check_features
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
-                           resolve_device, seed_everything, train_one_epoch)
+                           train_one_epoch)
 from common.model import HEAD_PREFIXES, PRETRAINED_PREFIXES
-from common.stage import (add_common_args, build_detector, config_from_args, load_data, make_parser, run_main,
-                          subset_ids)
+from common.stage import (add_common_args, build_detector, config_from_args, load_data, make_parser,
+                          prepare_run, run_main, subset_ids)
 
 
 def parse_args(argv=None):
@@ -61,11 +61,7 @@ def main(argv=None):
     cfg = config_from_args(args)
     if cfg["acp"]["mode"] == "none":
         raise SystemExit("error: acp.mode is none: there is nothing to pre-train")
-    seed_everything(cfg["seed"])
-    device = resolve_device(args.device)
-    last = os.path.join(args.out, "last.pt")
-    if os.path.exists(last) and not args.resume:
-        raise SystemExit(f"error: {last} exists; pass --resume to continue it or choose another --out")
+    device, last = prepare_run(args, cfg)
 
     # 2. Data: every training video, labeled or not; no annotation is read past this point.
     videos, classes = load_data(cfg)

@@ -24,11 +24,11 @@ from common.checkpoint import (eval_weights, load_checkpoint, restore_training_s
 from common.config import save_config
 from common.data import VideoDataset, data_error, load_annotations
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
-                           resolve_device, seed_everything, train_one_epoch)
+                           train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss, pseudo_labeled_loss
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
-                          labeled_ids, load_data, make_parser, run_main)
+                          labeled_ids, load_data, make_parser, prepare_run, run_main)
 
 
 def parse_args(argv=None):
@@ -97,11 +97,7 @@ def main(argv=None):
     cfg = config_from_args(args)
     init = load_checkpoint(args.init)
     cfg = config_with_model_of(cfg, init)
-    seed_everything(cfg["seed"])
-    device = resolve_device(args.device)
-    last = os.path.join(args.out, "last.pt")
-    if os.path.exists(last) and not args.resume:
-        raise SystemExit(f"error: {last} exists; pass --resume to continue it or choose another --out")
+    device, last = prepare_run(args, cfg)
 
     # 2. Data: labeled videos with ground truth, unlabeled ones with the (checked) pseudo labels.
     videos, classes = load_data(cfg)
@@ -144,7 +140,8 @@ def main(argv=None):
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
         print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  labeled cls {stats['cls_loss']:.4f} "
               f"reg {stats['reg_loss']:.4f}  pseudo cls {stats['u_cls_loss']:.4f} reg {stats['u_reg_loss']:.4f}  "
-              f"icd {stats['icd_loss']:.4f}  acp {stats.get('acp_loss', 0.0):.4f}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s", flush=True)
+              f"icd {stats['icd_loss']:.4f}  acp {stats.get('acp_loss', 0.0):.4f}  lr {stats['lr']:.2e}  "
+              f"{stats['seconds']:.1f}s", flush=True)
     print(f"wrote {last}")
     return last
 

@@ -21,12 +21,12 @@ from common.checkpoint import (eval_weights, load_checkpoint, load_pretrained, r
 from common.config import save_config
 from common.data import VideoDataset
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
-                           resolve_device, seed_everything, train_one_epoch)
+                           train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss
 from common.model import HEAD_PREFIXES
 from common.stage import (add_common_args, build_detector, config_from_args, labeled_ids, load_data,
-                          make_parser, run_main)
+                          make_parser, prepare_run, run_main)
 
 
 def parse_args(argv=None):
@@ -43,7 +43,8 @@ def initialise(model, ema, path):
     fresh = load_pretrained(model, eval_weights(ckpt), path, HEAD_PREFIXES)
     ema.module.load_state_dict(model.state_dict())
     if fresh:
-        print(f"init from {path}: {len(fresh)} tensors start fresh ({', '.join(sorted({k.split('.')[0] for k in fresh}))})")
+        parts = ", ".join(sorted({k.split(".")[0] for k in fresh}))
+        print(f"init from {path}: {len(fresh)} tensors start fresh ({parts})")
     else:
         print(f"init from {path}: all weights loaded")
 
@@ -52,11 +53,7 @@ def main(argv=None):
     args = parse_args(argv)
     # 1. Config, seed, device.
     cfg = config_from_args(args)
-    seed_everything(cfg["seed"])
-    device = resolve_device(args.device)
-    last = os.path.join(args.out, "last.pt")
-    if os.path.exists(last) and not args.resume:
-        raise SystemExit(f"error: {last} exists; pass --resume to continue it or choose another --out")
+    device, last = prepare_run(args, cfg)
 
     # 2. Data: the labeled videos and their ground truth.
     videos, classes = load_data(cfg)

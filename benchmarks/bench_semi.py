@@ -97,7 +97,8 @@ def main(argv=None):
     rows["baseline: fixed threshold 0.3"] = semi(
         "baseline", plain, ["pseudo.selection=fixed", "pseudo.icd=none"], common, args)
     alqa, rows["supervised only, ALQA heads"] = supervised("supervised_alqa", ["model.alqa=tiou_tnd"], common, args)
-    rows["+ALQA (adaptive, Eq. 6)"] = semi("alqa", alqa, ["pseudo.selection=adaptive", "pseudo.icd=none"], common, args)
+    rows["+ALQA (adaptive, Eq. 6)"] = semi("alqa", alqa, ["pseudo.selection=adaptive", "pseudo.icd=none"],
+                                           common, args)
     rows["+ICD (EAP + MPP)"] = semi("alqa_icd", alqa, ["pseudo.selection=adaptive", "pseudo.icd=both"], common, args)
     # Eq. (6) leaves open where tau_pos's mean and std are taken: measure the other choice.
     rows["+ICD, tau_pos over all unlabeled videos"] = semi(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default dataset (10% of the training videos labeled):
-#   supervised detector -> pseudo labels -> semi-supervised training (ROUNDS times) -> evaluation,
+#   ACP pre-training -> supervised detector -> pseudo labels -> semi-supervised training
+#   (ROUNDS times) -> evaluation,
 # printing the mAP of the supervised detector and of the final one. The dataset is generated on
 # first use; outputs land in outputs/main/ and a rerun reuses what is done.
 #   bash runs/main.sh [--set key=value ...]          e.g. ROUNDS=2 bash runs/main.sh
@@ -12,7 +13,8 @@ ROUNDS=${ROUNDS:-1}
 run() { "$PY" "$@" --config "$CFG" --no-progress "${SETS[@]}"; }
 SETS=("$@")
 
-run train_supervised.py --out "$OUT/supervised" --resume
+run pretrain_acp.py --out "$OUT/acp" --resume
+run train_supervised.py --init "$OUT/acp/last.pt" --out "$OUT/supervised" --resume
 run evaluate.py --checkpoint "$OUT/supervised/last.pt" --out "$OUT/supervised/predictions.json" \
   --json "$OUT/supervised/metrics.json" --no-per-class
 prev="$OUT/supervised/last.pt"

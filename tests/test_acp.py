@@ -28,10 +28,13 @@ def test_info_nce_by_hand():
     assert expected == pytest.approx(0.617813, abs=1e-6)
     assert info_nce(f, torch.tensor([0, 0, 1]), 1.0).item() == pytest.approx(expected, abs=1e-6)
     # temperature 0.5 doubles the similarities; scaling a vector changes nothing (cosine)
-    t = (math.log((math.exp(1.2) + 1) / math.exp(1.2)) + math.log((math.exp(1.2) + math.exp(1.6)) / math.exp(1.2))) / 2
-    assert info_nce(f * torch.tensor([[3.0], [1.0], [2.0]]), torch.tensor([0, 0, 1]), 0.5).item() == pytest.approx(t, abs=1e-6)
+    e = math.exp
+    t = (math.log((e(1.2) + 1) / e(1.2)) + math.log((e(1.2) + e(1.6)) / e(1.2))) / 2
+    scaled = f * torch.tensor([[3.0], [1.0], [2.0]])
+    assert info_nce(scaled, torch.tensor([0, 0, 1]), 0.5).item() == pytest.approx(t, abs=1e-6)
     # frames labeled -1 take no part; no positive pair at all gives 0
-    assert info_nce(torch.cat([f, torch.randn(2, 2)]), torch.tensor([0, 0, 1, -1, -1]), 1.0).item() == pytest.approx(expected, abs=1e-6)
+    extra = torch.cat([f, torch.randn(2, 2)])
+    assert info_nce(extra, torch.tensor([0, 0, 1, -1, -1]), 1.0).item() == pytest.approx(expected, abs=1e-6)
     assert info_nce(f, torch.tensor([0, 1, 2]), 1.0).item() == 0.0
 
 
@@ -94,7 +97,8 @@ def test_chain_with_pretraining(tmp_path):
     sets = TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
                    f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
                    f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
-    args = ["--config", "configs/default.yaml", "--device", "cpu", "--no-progress"] + sum((["--set", s] for s in sets), [])
+    args = ["--config", "configs/default.yaml", "--device", "cpu", "--no-progress"]
+    args += sum((["--set", s] for s in sets), [])
     out = tmp_path / "run"
     pretrain_acp.main(args + ["--out", str(out / "acp")])
     ckpt = load_checkpoint(str(out / "acp" / "last.pt"))
@@ -119,5 +123,6 @@ def test_tsne_pictures(tmp_path, capsys):
             f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features"]
     plot_tsne.main(["--config", "configs/default.yaml", "--checkpoint", "random", "--out", str(tmp_path / "png"),
                     "--frames", "16"] + sum((["--set", s] for s in sets), []))
-    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["random_action_background.png", "random_classes.png"]
+    pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert pngs == ["random_action_background.png", "random_classes.png"]
     assert "5-NN accuracy" in capsys.readouterr().out

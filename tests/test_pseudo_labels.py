@@ -205,6 +205,7 @@ def test_icd_on_fpn_features(chain, tmp_path):
     # The option of Sec. 3.2's instance features: the detector's level-0 FPN features.
     sets = chain["sets"] + ["model.icd_features=fpn"]
     train_supervised.main(_args(sets) + ["--out", str(tmp_path / "sup")])
-    pseudo_label.main(_args(sets) + ["--checkpoint", str(tmp_path / "sup" / "last.pt"), "--out", str(tmp_path / "pl.json")])
+    pseudo_label.main(_args(sets) + ["--checkpoint", str(tmp_path / "sup" / "last.pt"),
+                                     "--out", str(tmp_path / "pl.json")])
     icd = [a["icd"] for v in json.load(open(tmp_path / "pl.json"))["database"].values() for a in v["annotations"]]
     assert icd and all(0.0 <= x <= 1.0 for x in icd)
