@@ -41,8 +41,9 @@ def parse_args(argv=None):
 
 @torch.no_grad()
 def representation(model, dataset, frames):
-    """(M, C) pyramid features of sampled frames and their coarse (action=1) / fine (class) labels."""
-    feats, coarse, fine = [], [], []
+    """(M, C) pyramid features of sampled frames, their coarse (action=1) / fine (class) labels,
+    and the index of the video each comes from."""
+    feats, coarse, fine, video = [], [], [], []
     gen = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
     for i in range(len(dataset)):
@@ -54,14 +55,16 @@ def representation(model, dataset, frames):
         feats.append(gather_frames(rep, idx)[0].cpu())
         coarse.append(c[0].cpu())
         fine.append(f[0].cpu())
-    return torch.cat(feats).numpy(), torch.cat(coarse).numpy(), torch.cat(fine).numpy()
+        video.append(torch.full((frames,), i))
+    return tuple(torch.cat(x).numpy() for x in (feats, coarse, fine, video))
 
 
-def knn_accuracy(x, y, k=5):
-    """Leave-one-out k-NN accuracy with cosine similarity."""
+def knn_accuracy(x, y, video, k=5):
+    """k-NN accuracy with cosine similarity, neighbours taken from other videos only: frames of one
+    video look alike whatever their class, so same-video neighbours would flatter any feature."""
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     sim = x @ x.T
-    np.fill_diagonal(sim, -np.inf)
+    sim[video[:, None] == video[None, :]] = -np.inf
     nn_idx = np.argsort(-sim, axis=1)[:, :k]
     votes = np.array([np.bincount(y[row], minlength=y.max() + 1).argmax() for row in nn_idx])
     return float((votes == y).mean())
@@ -105,15 +108,16 @@ def main(argv=None):
     for spec in args.checkpoint:
         torch.manual_seed(cfg["seed"])
         model = load_model(cfg, classes, spec, torch.device(args.device))
-        x, coarse, fine = representation(model, dataset, args.frames)
+        x, coarse, fine, video = representation(model, dataset, args.frames)
         name = "random" if spec == "random" else os.path.basename(os.path.dirname(os.path.abspath(spec)))
         xy = TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(x)
         scatter(os.path.join(args.out, f"{name}_action_background.png"), xy, coarse,
                 ["background", "action"], f"{name}: action vs background")
         act = fine >= 0
         scatter(os.path.join(args.out, f"{name}_classes.png"), xy[act], fine[act], classes, f"{name}: action classes")
-        print(f"{name}: {len(x)} frames; 5-NN accuracy action/background {knn_accuracy(x, coarse):.3f}, "
-              f"class of action frames {knn_accuracy(x[act], fine[act]):.3f}; PNGs in {args.out}")
+        print(f"{name}: {len(x)} frames; 5-NN accuracy (neighbours from other videos) action/background "
+              f"{knn_accuracy(x, coarse, video):.3f}, class of action frames "
+              f"{knn_accuracy(x[act], fine[act], video[act]):.3f}; PNGs in {args.out}")
 
 
 if __name__ == "__main__":
