@@ -40,10 +40,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_pseudo_labels(path, videos, classes, labeled):
+def load_pseudo_labels(path, videos, classes, labeled, train_subset):
     """The pseudo-labeled videos as the dataset's Video records with the file's actions.
 
-    Read strictly by the annotation reader; videos must exist in the dataset and not be labeled.
+    Read strictly by the annotation reader; videos must be unlabeled training videos of the dataset
+    (pseudo labels on an evaluation video would leak it into training).
     """
     pseudo, _ = load_annotations(path, classes, strict=True)
     out = {}
@@ -52,6 +53,8 @@ def load_pseudo_labels(path, videos, classes, labeled):
             raise data_error(path, "not a video of the dataset's annotation file", vid)
         if vid in labeled:
             raise data_error(path, "is a labeled video; pseudo labels are for unlabeled ones", vid)
+        if videos[vid].subset != train_subset:
+            raise data_error(path, f"is a {videos[vid].subset!r} video, not a training ({train_subset!r}) one", vid)
         if abs(pl.duration - videos[vid].duration) > 1e-3:
             raise data_error(path, f"{pl.duration} differs from the dataset's {videos[vid].duration}", vid, "duration")
         out[vid] = dataclasses.replace(videos[vid], segments=pl.segments, labels=pl.labels, extra=pl.extra)
@@ -102,7 +105,7 @@ def main(argv=None):
     # 2. Data: labeled videos with ground truth, unlabeled ones with the (checked) pseudo labels.
     videos, classes = load_data(cfg)
     lab_ids = labeled_ids(cfg, videos)
-    pseudo = load_pseudo_labels(args.pseudo_labels, videos, classes, set(lab_ids))
+    pseudo = load_pseudo_labels(args.pseudo_labels, videos, classes, set(lab_ids), cfg["dataset"]["train_subset"])
     labeled = VideoDataset(cfg["dataset"], videos, lab_ids, training=True, seed=cfg["seed"])
     unlabeled = VideoDataset(cfg["dataset"], pseudo, sorted(pseudo), training=True, seed=cfg["seed"] + 1)
     print(f"{len(lab_ids)} labeled videos ({sum(len(videos[v].labels) for v in lab_ids)} actions), "

@@ -140,7 +140,8 @@ def _trained_on(chain, path):
     from common.stage import labeled_ids, load_data
     cfg = load_config("configs/default.yaml", chain["sets"])
     videos, classes = load_data(cfg)
-    return train_semi.load_pseudo_labels(path, videos, classes, set(labeled_ids(cfg, videos))), classes
+    labeled = set(labeled_ids(cfg, videos))
+    return train_semi.load_pseudo_labels(path, videos, classes, labeled, cfg["dataset"]["train_subset"]), classes
 
 
 def test_hand_edits_change_what_semi_trains_on(chain, tmp_path):
@@ -167,15 +168,16 @@ def test_hand_edits_change_what_semi_trains_on(chain, tmp_path):
     assert len(got[vid].labels) == n + 1 and [1.0, 2.5] in got[vid].segments.tolist()
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda d, v: d.update({"video_nope": d[v]}), "video video_nope: not a video of the dataset"),
-    (lambda d, v: d[v]["annotations"][0].update(label="Dancing"), "'Dancing' is not in the class list"),
-    (lambda d, v: d[v]["annotations"][0].update(label_id=99), "label_id: 99 disagrees"),
-    (lambda d, v: d[v]["annotations"][0].update(segment=[5.0, 2.0]), "segment: reversed"),
-    (lambda d, v: d[v]["annotations"][0].update(segment=[1.0, 1e6]), "outside the video"),
-    (lambda d, v: d[v]["annotations"][0].update(score="high"), "score: expected a number"),
+@pytest.mark.parametrize("change,message,entry", [
+    (lambda d, v: d.update({"video_nope": d[v]}), "video video_nope: not a video of the dataset", False),
+    (lambda d, v: d.update({"video_test_0000001": d[v]}), "video video_test_0000001: is a 'test' video", False),
+    (lambda d, v: d[v]["annotations"][0].update(label="Dancing"), "'Dancing' is not in the class list", True),
+    (lambda d, v: d[v]["annotations"][0].update(label_id=99), "label_id: 99 disagrees", True),
+    (lambda d, v: d[v]["annotations"][0].update(segment=[5.0, 2.0]), "segment: reversed", True),
+    (lambda d, v: d[v]["annotations"][0].update(segment=[1.0, 1e6]), "outside the video", True),
+    (lambda d, v: d[v]["annotations"][0].update(score="high"), "score: expected a number", True),
 ])
-def test_bad_edits_are_one_line_errors_and_keep_outputs(chain, tmp_path, capsys, change, message):
+def test_bad_edits_are_one_line_errors_and_keep_outputs(chain, tmp_path, capsys, change, message, entry):
     db = json.load(open(chain["out"] / "pl.json"))["database"]
     vid = next(v for v in sorted(db) if db[v]["annotations"])
     path = _edit(chain, tmp_path, lambda d: change(d, vid))
@@ -187,7 +189,7 @@ def test_bad_edits_are_one_line_errors_and_keep_outputs(chain, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1
     assert "edited.json" in err and message in err
-    if "video_nope" not in message:
+    if entry:  # the error names the video and the entry
         assert f"video {vid}" in err and "annotations[0]" in err
     assert {f: open(out / f, "rb").read() for f in os.listdir(out)} == before
 
