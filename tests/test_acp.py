@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+from conftest import stage_args
 import torch
 
 import evaluate
@@ -97,8 +98,7 @@ def test_chain_with_pretraining(tmp_path):
     sets = TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
                    f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
                    f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
-    args = ["--config", "configs/default.yaml", "--device", "cpu", "--no-progress"]
-    args += sum((["--set", s] for s in sets), [])
+    args = stage_args(sets)
     out = tmp_path / "run"
     pretrain_acp.main(args + ["--out", str(out / "acp")])
     ckpt = load_checkpoint(str(out / "acp" / "last.pt"))

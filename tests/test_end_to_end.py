@@ -3,6 +3,7 @@ import json
 import os
 
 import pytest
+from conftest import stage_args as _args
 
 import evaluate
 import train_supervised
@@ -19,13 +20,6 @@ def tiny(tmp_path_factory):
     ensure_dataset(root, "tiny", 0)
     return ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
             f"dataset.feature_dir={root}/features"] + TINY
-
-
-def _args(overrides):
-    out = ["--config", "configs/default.yaml", "--device", "cpu", "--no-progress"]
-    for o in overrides:
-        out += ["--set", o]
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import stage_args as _args
 
 import evaluate
 import pseudo_label
@@ -70,13 +71,6 @@ TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.windo
         "train.epochs=2", "train.warmup_epochs=1", "train.batch_size=4", "semi.epochs=1", "semi.warmup_epochs=0",
         # accept generously: an undertrained tiny detector scores low, and the file must not be empty
         "pseudo.tau_neg=0.0", "pseudo.pos_std=0.0", "test.max_segments=20"]
-
-
-def _args(overrides):
-    out = ["--config", "configs/default.yaml", "--device", "cpu", "--no-progress"]
-    for o in overrides:
-        out += ["--set", o]
-    return out
 
 
 @pytest.fixture(scope="module")
