@@ -4,11 +4,11 @@
 #   (ROUNDS times) -> evaluation,
 # printing the mAP of the supervised detector and of the final one. The dataset is generated on
 # first use; outputs land in outputs/main/ and a rerun reuses what is done.
-#   bash runs/main.sh [--set key=value ...]          e.g. ROUNDS=2 bash runs/main.sh
+#   [OUT=DIR] [ROUNDS=N] bash runs/main.sh [--set key=value ...]   e.g. ROUNDS=2 bash runs/main.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 CFG=configs/default.yaml
-OUT=outputs/main
+OUT=${OUT:-outputs/main}
 ROUNDS=${ROUNDS:-1}
 run() { "$PY" "$@" --config "$CFG" --no-progress "${SETS[@]}"; }
 SETS=("$@")
