@@ -45,7 +45,7 @@ def acp_loss(model, batch, cfg):
     idx = sample_frames(batch["mask"], acfg["segments"])
     rep = pyramid_representation(levels, batch["mask"].shape[1])
     frames = model.acp_proj(gather_frames(rep, idx))
-    coarse, fine = cluster_labels(batch["feats"], idx, acfg["clusters"])
+    coarse, fine = cluster_labels(batch["feats"], idx, acfg["clusters"], acfg["center_videos"])
     parts = contrast(frames, coarse, fine, acfg["mode"], acfg["temperature"])
     parts["loss"] = parts.pop("acp_loss")
     return parts

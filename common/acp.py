@@ -102,12 +102,15 @@ def contrast(frames, coarse_labels, fine_labels, mode, temperature):
     return parts
 
 
-def cluster_labels(inputs, idx, clusters, generator=None):
+def cluster_labels(inputs, idx, clusters, center_videos=False, generator=None):
     """Unsupervised classes (Sec. 3.3): k-means of the sampled frames' input features.
-    inputs (B, D, T) -> coarse (B, N) in {0, 1} per video, fine (B, N) in [0, clusters) over the batch."""
+    inputs (B, D, T) -> coarse (B, N) in {0, 1} per video, fine (B, N) in [0, clusters) over the batch.
+    center_videos: subtract each video's mean frame before the fine k-means, so that its clusters
+    follow what differs inside videos (actions) rather than what differs between them."""
     x = gather_frames(inputs, idx)                                          # (B, N, D)
     coarse = torch.stack([kmeans(x[b], 2, generator=generator) for b in range(x.shape[0])])
-    fine = kmeans(x.reshape(-1, x.shape[-1]), clusters, generator=generator).view(x.shape[:2])
+    xf = x - x.mean(dim=1, keepdim=True) if center_videos else x
+    fine = kmeans(xf.reshape(-1, x.shape[-1]), clusters, generator=generator).view(x.shape[:2])
     return coarse, fine
 
 

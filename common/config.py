@@ -87,6 +87,8 @@ DEFAULTS = {
         "clusters": 8,                        # B: k-means classes of the fine contrast (4 videos a batch,
                                               # 1-2 classes each, plus background); 8 beat 2 and 4
         "temperature": 0.5,                   # of Eq. (11); 0.5 beat 0.1 and 0.05 on both separations
+        "center_videos": True,                # fine k-means on frames minus their video's mean: without
+                                              # it the clusters follow videos and L_conf hurt (README)
         "weight": 0.1,                        # lambda_acp of Eq. (12), while fine-tuning
         "epochs": 20,                         # pre-training epochs after warmup
         "warmup_epochs": 2,

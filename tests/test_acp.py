@@ -126,3 +126,24 @@ def test_tsne_pictures(tmp_path, capsys):
     pngs = sorted(p.name for p in (tmp_path / "png").iterdir())
     assert pngs == ["random_action_background.png", "random_classes.png"]
     assert "5-NN accuracy" in capsys.readouterr().out
+
+
+def test_centering_makes_fine_clusters_follow_actions_not_videos():
+    # Two videos with very different backgrounds (offsets +-10 on dimension 0), each holding frames
+    # of two actions (+-1 on dimension 1). Without centering, 2 fine clusters split the videos;
+    # with each video's mean removed they split the actions.
+    from common.acp import cluster_labels
+    gen = torch.Generator().manual_seed(0)
+    action = torch.tensor([1.0, -1.0]).repeat_interleave(8)                   # (16,) per video
+    videos = []
+    for offset in (10.0, -10.0):
+        x = torch.zeros(16, 2)
+        x[:, 0], x[:, 1] = offset, action
+        videos.append(x + 0.05 * torch.randn(16, 2, generator=gen))
+    inputs = torch.stack(videos).transpose(1, 2)                               # (B=2, D=2, T=16)
+    idx = torch.arange(16).repeat(2, 1)
+    _, plain = cluster_labels(inputs, idx, 2, False, torch.Generator().manual_seed(0))
+    _, centred = cluster_labels(inputs, idx, 2, True, torch.Generator().manual_seed(0))
+    assert len(set(plain[0].tolist())) == 1 and plain[0, 0] != plain[1, 0]   # one cluster per video
+    assert centred[0].tolist() == centred[1].tolist()                         # same action, same cluster
+    assert centred[0, 0] != centred[0, 8]
