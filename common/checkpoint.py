@@ -12,7 +12,7 @@ from common.config import atomic_write
 
 
 class CheckpointError(ValueError):
-    pass
+    """A checkpoint that is missing, unreadable, or does not fit the detector."""
 
 
 def save_checkpoint(path, state):

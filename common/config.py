@@ -125,7 +125,7 @@ DEFAULTS = {
 
 
 class ConfigError(ValueError):
-    pass
+    """An unknown key, a wrong type, or an unreadable config file."""
 
 
 def _check_type(key, default, value):
