@@ -187,10 +187,6 @@ def outputs_loss(model, outputs, batch, cfg, normalizer):
     return detection_loss(outputs, cls_t, reg_t, cfg, normalizer)
 
 
-def batch_loss(model, batch, cfg, normalizer):
-    return outputs_loss(model, model(batch["feats"], batch["mask"]), batch, cfg, normalizer)
-
-
 def acp_truth_loss(model, outputs, batch, cfg):
     """L_acp while fine-tuning (Sec. 3.3): contrast classes from the (pseudo) ground truth."""
     acfg = cfg["acp"]

@@ -113,12 +113,12 @@ def labeled_ids(cfg, videos):
 def unlabeled_ids(cfg, videos):
     """The unlabeled training videos: the split file when given, else the training subset minus the labeled."""
     dcfg = cfg["dataset"]
+    labeled = set(labeled_ids(cfg, videos))
     if dcfg["unlabeled_split"]:
         ids = read_split(dcfg["unlabeled_split"], videos)
     else:
-        labeled = set(labeled_ids(cfg, videos))
         ids = [v for v in subset_ids(videos, dcfg["train_subset"], dcfg["annotation_file"]) if v not in labeled]
-    overlap = sorted(set(ids) & set(labeled_ids(cfg, videos)))
+    overlap = sorted(set(ids) & labeled)
     if overlap:
         raise DataError(f"{dcfg['unlabeled_split']}: video {overlap[0]}: is in the labeled split too")
     check_features(dcfg, ids)
