@@ -1,0 +1,357 @@
+"""Reproduce the paper's experiments (Tables 1-5, Fig. 3c) and write them as Markdown tables.
+
+Every cell is a chain of the stage scripts, each run as its own process with the config's settings
+and a few overrides:
+  ACP pre-training (per seed and ACP mode) -> supervised detector (per seed, ratio, ALQA mode, ACP
+  mode) -> evaluation, and for semi-supervised cells -> pseudo labels -> one round of
+  semi-supervised training -> evaluation.
+A run shared by several tables (the APL row of Table 1 is also Table 2's +ACP and Table 5's last
+row) is trained once. Finished runs under --out are reused, so an interrupted reproduction goes on
+where it stopped and a second seed adds to the first. Before starting it prints how many runs are
+left and how long they should take; at the end it writes OUT/tables.md (mean +- std over seeds) and
+OUT/cells.json (every seed's figures).
+
+  python benchmarks/reproduce.py --quick                   # Table 1, one seed: about 1 h on 2 CPU cores
+  python benchmarks/reproduce.py                           # every table, seeds 0 1 2
+  python benchmarks/reproduce.py --tables 2 4 --seeds 0 1  # some tables, some seeds
+  python benchmarks/reproduce.py --config my_dataset.yaml --splits my_data/splits --out outputs/repro_mine
+
+Another dataset needs a config (see configs/) and a folder of split files named
+labeled_<pct>pct.txt / unlabeled_<pct>pct.txt for the ratios used (common/data.py writes them:
+python -m common.data --config CFG --ratio 0.1 --out-dir DIR).
+"""
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from common.config import atomic_write_text, load_config  # noqa: E402
+from common.data import read_split  # noqa: E402
+from common.stage import labeled_ids, load_data, subset_ids  # noqa: E402
+
+
+# ---------------------------------------------------------------- the experiments
+
+def method(alqa="tiou_tnd", acp="both", selection="adaptive", icd="both", semi=True):
+    """One detector recipe: the supervised part (alqa, acp) and, for semi cells, the pseudo labels."""
+    return {"alqa": alqa, "acp": acp, "semi": semi, "selection": selection, "icd": icd}
+
+
+ACTF = method(alqa="none", acp="none", semi=False)       # ActionFormer on the labeled videos only
+APL = method()                                           # everything: ALQA, ICD (EAP + MPP), ACP
+BASELINE = method(alqa="none", acp="none", selection="fixed", icd="none")
+ALQA = method(acp="none", icd="none")
+ALQA_ICD = method(acp="none")
+
+# (title, ratios, rows); a row is (name, method, {ratio: the paper's THUMOS14 average mAP}).
+TABLES = {
+    1: ("Table 1: supervised only vs APL", (10, 20, 40, 60), [
+        ("ActF* (labeled videos only)", ACTF, {10: 15.6, 20: 31.4, 40: 45.9, 60: 55.4}),
+        ("APL (ActF)", APL, {10: 24.5, 20: 42.8, 40: 54.8, 60: 61.1})]),
+    2: ("Table 2: the three components", (10, 40), [
+        ("baseline (class score >= 0.3)", BASELINE, {10: 17.0, 40: 48.8}),
+        ("+ALQA", ALQA, {10: 21.3, 40: 52.6}),
+        ("+ICD", ALQA_ICD, {10: 23.3, 40: 53.9}),
+        ("+ACP", APL, {10: 24.5, 40: 54.8})]),
+    3: ("Table 3: localisation quality branches (on +ALQA: no ICD, no ACP)", (10, 40), [
+        ("tIoU (1b)", method(alqa="tiou", acp="none", icd="none"), {10: 19.4, 40: 50.7}),
+        ("DIoU (1b)", method(alqa="diou", acp="none", icd="none"), {10: 20.0, 40: 51.8}),
+        ("tIoU+tND (2b)", ALQA, {10: 21.3, 40: 52.6})]),
+    4: ("Table 4: ICD (on +ALQA, no ACP)", (10, 40), [
+        ("no ICD", ALQA, {10: 21.3, 40: 52.6}),
+        ("EAP", method(acp="none", icd="eap"), {10: 22.1, 40: 53.2}),
+        ("MPP", method(acp="none", icd="mpp"), {10: 22.5, 40: 53.3}),
+        ("EAP+MPP", ALQA_ICD, {10: 23.3, 40: 53.9})]),
+    5: ("Table 5: ACP's contrasts (on +ICD)", (10, 40), [
+        ("no ACP", ALQA_ICD, {10: 23.3, 40: 53.9}),
+        ("L_conc (coarse)", method(acp="coarse"), {10: 24.1, 40: 54.4}),
+        ("L_conf (fine)", method(acp="fine"), {10: 23.8, 40: 54.4}),
+        ("L_conc + L_conf", APL, {10: 24.5, 40: 54.8})]),
+}
+UPPER_BOUND = ("ActF, 100% labeled (upper bound)", ACTF)   # Table 1's last line, no paper figure
+QUALITY_RATIO = 10                                         # Fig. 3(c): pseudo labels of the 10% detector
+
+
+def cells(tables):
+    """The (ratio, method) pairs the chosen tables need, in the order they will run."""
+    todo = []
+    for t in tables:
+        _, ratios, rows = TABLES[t]
+        todo += [(r, m) for r in ratios for _, m, _ in rows]
+        if t == 1:
+            todo.append((100, UPPER_BOUND[1]))
+    if 4 in tables or 2 in tables:  # Fig. 3(c) is read from the +ICD cell's pseudo-label report
+        todo.append((QUALITY_RATIO, ALQA_ICD))
+    unique = []
+    for c in todo:
+        if c not in unique:
+            unique.append(c)
+    return sorted(unique, key=lambda c: (c[1]["acp"] != "none", c[0], c[1]["semi"]))
+
+
+# ---------------------------------------------------------------- runs on disk
+
+def run_dirs(out, seed, ratio, m):
+    """Where each step of a cell lives; names spell out every setting, so cells share runs."""
+    base = os.path.join(out, f"seed{seed}")
+    sup = os.path.join(base, f"r{ratio}", f"sup_alqa-{m['alqa']}_acp-{m['acp']}")
+    semi = f"{sup}_semi_{m['selection']}_icd-{m['icd']}" if m["semi"] else None
+    acp = os.path.join(base, f"acp-{m['acp']}") if m["acp"] != "none" else None
+    return acp, sup, semi
+
+
+class Runner:
+    def __init__(self, args, cfg, sizes):
+        self.args, self.cfg, self.sizes = args, cfg, sizes
+        self.done_runs, self.total_runs, self.started = 0, 0, time.time()
+
+    def sets(self, seed, ratio, m):
+        split = os.path.join(self.args.splits, "%s_{}pct.txt".format(ratio))
+        overrides = [f"seed={seed}", f"model.alqa={m['alqa']}", f"acp.mode={m['acp']}",
+                     f"pseudo.selection={m['selection']}", f"pseudo.icd={m['icd']}"]
+        if ratio == 100:
+            overrides += ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
+        else:
+            overrides += [f"dataset.labeled_split={split % 'labeled'}",
+                          f"dataset.unlabeled_split={split % 'unlabeled'}"]
+        args = ["--config", self.args.config, "--device", self.args.device, "--no-progress"]
+        return args + sum((["--set", s] for s in overrides + self.args.set), [])
+
+    def step(self, label, script, args, done, log):
+        """Run one stage script unless `done` exists; its output goes to `log`."""
+        if os.path.exists(done):
+            return
+        self.done_runs += 1
+        print(f"[{self.done_runs}/{self.total_runs}] {label}: {script} ... ", end="", flush=True)
+        start = time.time()
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, "a") as f:
+            proc = subprocess.run([sys.executable, script] + args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise SystemExit(f"\nerror: {script} failed (exit {proc.returncode}); its output: {log}")
+        if not os.path.exists(done):  # training stages: mark the run finished
+            open(done, "w").close()
+        print(f"{time.time() - start:.0f} s  (elapsed {(time.time() - self.started) / 60:.1f} min)", flush=True)
+
+    def steps(self, seed, ratio, m):
+        """The steps of one cell: (label, script, args, done-file, log), in order."""
+        sets = self.sets(seed, ratio, m)
+        acp, sup, semi = run_dirs(self.args.out, seed, ratio, m)
+        label = f"seed {seed}, {ratio}%, " + (os.path.basename(semi or sup))
+        out = []
+        if acp:
+            out.append((label, "pretrain_acp.py", sets + ["--out", acp, "--resume"],
+                        os.path.join(acp, "done"), os.path.join(acp, "stage.log")))
+        init = ["--init", os.path.join(acp, "last.pt")] if acp else []
+        out.append((label, "train_supervised.py", sets + ["--out", sup, "--resume"] + init,
+                    os.path.join(sup, "done"), os.path.join(sup, "stage.log")))
+        out.append(self._evaluation(label, sets, sup))
+        if semi:
+            pl = os.path.join(semi, "pseudo_labels.json")
+            out.append((label, "pseudo_label.py", sets + ["--checkpoint", os.path.join(sup, "last.pt"), "--out", pl],
+                        pl, os.path.join(semi, "pseudo_label.log")))
+            out.append((label, "train_semi.py", sets + ["--init", os.path.join(sup, "last.pt"), "--pseudo-labels",
+                                                        pl, "--out", semi, "--resume"],
+                        os.path.join(semi, "done"), os.path.join(semi, "stage.log")))
+            out.append(self._evaluation(label, sets, semi))
+        return out
+
+    def _evaluation(self, label, sets, run):
+        metrics = os.path.join(run, "metrics.json")
+        return (label, "evaluate.py", sets + ["--checkpoint", os.path.join(run, "last.pt"), "--out",
+                                              os.path.join(run, "predictions.json"), "--json", metrics,
+                                              "--no-per-class"], metrics, os.path.join(run, "evaluate.log"))
+
+    def estimate_seconds(self, script, ratio):
+        """Rough cost of one step, from iteration counts and this machine's measured speeds (README)."""
+        cfg, n_lab, n_unlab, n_eval = self.cfg, *self.sizes(ratio)
+        epochs = lambda sec: sec["epochs"] + sec["warmup_epochs"]  # noqa: E731
+        if script == "pretrain_acp.py":
+            return epochs(cfg["acp"]) * math.ceil((n_lab + n_unlab) / cfg["acp"]["batch_size"]) * SPEED["acp"]
+        if script == "train_supervised.py":
+            return epochs(cfg["train"]) * math.ceil(n_lab / cfg["train"]["batch_size"]) * SPEED["supervised"]
+        if script == "train_semi.py":
+            return epochs(cfg["semi"]) * math.ceil(n_unlab / cfg["train"]["batch_size"]) * SPEED["semi"]
+        if script == "pseudo_label.py":
+            return n_unlab * SPEED["predict"] + SPEED["start"]
+        return n_eval * SPEED["predict"] + SPEED["start"]
+
+
+# Seconds per iteration (batch of 2 videos; ACP 4) and per predicted video of the embedded default
+# config on an idle 2-core CPU (README, "Measured"), plus a process start. Only the estimate uses them.
+SPEED = {"supervised": 0.2, "acp": 0.3, "semi": 0.5, "predict": 0.15, "start": 5.0}
+
+
+# ---------------------------------------------------------------- tables
+
+def read_cell(out, seed, ratio, m):
+    _, sup, semi = run_dirs(out, seed, ratio, m)
+    path = os.path.join(semi or sup, "metrics.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+
+
+def read_quality(out, seed):
+    """Fig. 3(c)'s rows from the +ICD cell's pseudo-label report: {selection: [#PL, Class Acc, ...]}."""
+    _, _, semi = run_dirs(out, seed, QUALITY_RATIO, ALQA_ICD)
+    path = os.path.join(semi, "pseudo_label.log")
+    if not os.path.exists(path):
+        return None
+    rows = {}
+    for line in open(path):
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(parts) == 7 and re.match(r"^[\d.]+$", parts[1]):
+            rows[parts[0]] = [float(p) for p in parts[1:]]
+    return rows or None
+
+
+def mean_std(values):
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return mean, std
+
+
+def fmt(values):
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def table_lines(title, ratios, rows, out, seeds, records):
+    """One Markdown table: per row and ratio, our mAP per threshold and average, and the paper's."""
+    lines, thresholds = [f"### {title}", ""], None
+    for ratio in ratios:
+        for name, m, paper in rows:
+            found = [(s, read_cell(out, s, ratio, m)) for s in seeds]
+            found = [(s, c) for s, c in found if c]
+            if not found:
+                continue
+            if thresholds is None:
+                thresholds = found[0][1]["thresholds"]
+                lines += ["| labeled | method | " + " | ".join(f"mAP@{t:g}" for t in thresholds)
+                          + " | avg | seeds | paper avg (THUMOS14) |", "|---" * (len(thresholds) + 5) + "|"]
+            per_thr = [fmt([100 * c["mAP"][i] for _, c in found]) for i in range(len(thresholds))]
+            avg = [100 * c["average"] for _, c in found]
+            lines.append(f"| {ratio}% | {name} | " + " | ".join(per_thr) + f" | **{fmt(avg)}** | "
+                         f"{len(found)} | {paper.get(ratio, '') if paper else ''} |")
+            records.append({"table": title, "ratio": ratio, "method": name, "seeds": [s for s, _ in found],
+                            "average": avg, "mAP": [[100 * x for x in c["mAP"]] for _, c in found]})
+    return lines + [""] if thresholds else []
+
+
+def quality_lines(out, seeds):
+    per_seed = [q for q in (read_quality(out, s) for s in seeds) if q]
+    if not per_seed:
+        return []
+    names = ["#PL", "Class Acc", "Avg tIoU", "Pos Acc", "P@0.5", "R@0.5"]
+    lines = [f"### Fig. 3(c): pseudo-label quality on the unlabeled videos, {QUALITY_RATIO}% labeled "
+             "(ALQA detector, no ACP)", "", "| selection | " + " | ".join(names) + " | seeds |",
+             "|---" * (len(names) + 2) + "|"]
+    for name in per_seed[0]:
+        vals = [q[name] for q in per_seed if name in q]
+        lines.append(f"| {name} | " + " | ".join(fmt([v[i] for v in vals]) for i in range(len(names)))
+                     + f" | {len(vals)} |")
+    return lines + [""]
+
+
+def write_tables(args, wall):
+    records, lines = [], [f"# Reproduction on {args.config}", "",
+                          f"Seeds {' '.join(map(str, args.seeds))}; cells give mean ± sample std over the seeds "
+                          f"that finished; the paper's figures are THUMOS14 (I3D) averages. Runs in {args.out}.", ""]
+    for t in args.tables:
+        title, ratios, rows = TABLES[t]
+        if t == 1:
+            rows = rows + [(UPPER_BOUND[0], UPPER_BOUND[1], None)]
+            ratios = ratios + (100,)
+        lines += table_lines(title, ratios, rows, args.out, args.seeds, records)
+    if 2 in args.tables or 4 in args.tables:
+        lines += quality_lines(args.out, args.seeds)
+    lines.append(f"Wall time of this invocation: {wall / 60:.1f} min (finished runs reused).")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(os.path.join(args.out, "tables.md"), text)
+    atomic_write_text(os.path.join(args.out, "cells.json"), json.dumps(records, indent=1) + "\n")
+    return text
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--splits", default=None,
+                        help="folder of labeled_<pct>pct.txt files (default: beside the config's annotation file)")
+    parser.add_argument("--tables", type=int, nargs="+", choices=sorted(TABLES), default=sorted(TABLES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true", help="Table 1 with seed 0 only (the main rows)")
+    parser.add_argument("--out", default="outputs/reproduce")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run (part of no run's name: use a new --out)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, run nothing")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tables, args.seeds = [1], [0]
+    return args
+
+
+def dataset_sizes(cfg, splits):
+    """ratio -> (labeled, unlabeled, test) video counts, for the estimate; also checks the split files."""
+    videos, _ = load_data(cfg)
+    dcfg = cfg["dataset"]
+    n_train = len(subset_ids(videos, dcfg["train_subset"], dcfg["annotation_file"]))
+    n_eval = len(subset_ids(videos, dcfg["eval_subset"], dcfg["annotation_file"]))
+
+    def sizes(ratio):
+        if ratio == 100:
+            return n_train, 0, n_eval
+        n_lab = len(read_split(os.path.join(splits, f"labeled_{ratio}pct.txt"), videos))
+        return n_lab, len(read_split(os.path.join(splits, f"unlabeled_{ratio}pct.txt"), videos)), n_eval
+    return videos, sizes
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    args.splits = args.splits or os.path.join(os.path.dirname(cfg["dataset"]["annotation_file"]), "splits")
+    videos, sizes = dataset_sizes(cfg, args.splits)
+    labeled_ids(cfg, videos)  # the features exist
+    todo = [(seed, ratio, m) for seed in args.seeds for ratio, m in cells(args.tables)]
+    for _, ratio, _ in todo:
+        sizes(ratio)  # every split file is there before hours of training start
+
+    # 1. The plan: steps not yet done (shared steps counted once) and their estimated cost.
+    runner = Runner(args, cfg, sizes)
+    pending, seen = [], set()
+    for seed, ratio, m in todo:
+        for step in runner.steps(seed, ratio, m):
+            if step[3] not in seen and not os.path.exists(step[3]):
+                seen.add(step[3])
+                pending.append((ratio, step))
+    estimate = sum(runner.estimate_seconds(step[1], ratio) for ratio, step in pending)
+    runner.total_runs = len(pending)
+    print(f"tables {args.tables}, seeds {args.seeds}: {len(todo)} cells, {len(pending)} steps to run "
+          f"(finished ones in {args.out} are reused); estimated {estimate / 3600:.1f} h on a 2-core CPU "
+          f"like the one in the README", flush=True)
+    if args.dry_run:
+        return None
+
+    # 2. The runs, in order (a cell's steps depend on the previous ones).
+    for _, step in pending:
+        runner.step(*step)
+
+    # 3. The tables.
+    text = write_tables(args, time.time() - runner.started)
+    print("\n" + text + f"\nwrote {os.path.join(args.out, 'tables.md')}")
+    return text
+
+
+if __name__ == "__main__":
+    main()
