@@ -17,9 +17,9 @@ from common.checkpoint import eval_weights, load_checkpoint
 from common.config import atomic_write_text
 from common.data import DataError, VideoDataset
 from common.detect import predict, to_results_json
-from common.engine import resolve_device
+from common.distributed import is_main
 from common.metrics import compute_map, format_map_table
-from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, eval_ids,
+from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of, eval_ids,
                           load_data, make_parser, run_main)
 
 
@@ -88,13 +88,15 @@ def main(argv=None):
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         cfg = config_with_model_of(cfg, ckpt)
-        device = resolve_device(args.device)
+        device = device_of(args)  # under torchrun each process predicts its share of the videos
         model = build_detector(cfg, classes, device)
         model.load_state_dict(eval_weights(ckpt))
         start = time.time()
         dataset = VideoDataset(cfg["dataset"], videos, ids, training=False)
         results = to_results_json(predict(model, dataset, cfg, device, not args.no_progress), classes)
         seconds = time.time() - start
+        if not is_main():  # rank 0 holds the merged predictions and does the rest
+            return None
         atomic_write_text(args.out, json.dumps(results, indent=1))
         print(f"wrote {args.out}: {len(ids)} videos in {seconds:.1f}s ({len(ids) / seconds:.1f} videos/s)")
         predictions = results["results"]

@@ -24,7 +24,8 @@ from common.acp import cluster_labels, contrast, gather_frames, pyramid_represen
 from common.checkpoint import restore_training_state, save_checkpoint, training_state
 from common.config import save_config
 from common.data import VideoDataset, check_features
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
+from common.distributed import distribute_loss
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
 from common.model import HEAD_PREFIXES, PRETRAINED_PREFIXES
 from common.stage import (add_common_args, build_detector, config_from_args, load_data, make_parser,
@@ -77,7 +78,7 @@ def main(argv=None):
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(PRETRAINED_PREFIXES))
     optimizer = build_optimizer(model, tcfg)
-    scheduler = build_scheduler(optimizer, tcfg, -(-len(dataset) // tcfg["batch_size"]))
+    scheduler = build_scheduler(optimizer, tcfg, iters_per_epoch(len(dataset), tcfg["batch_size"]))
     ema = ModelEma(model, tcfg["ema_decay"])
     start_epoch, step = 0, 0
     if args.resume and os.path.exists(last):
@@ -86,12 +87,13 @@ def main(argv=None):
 
     # 4. Pre-train; a checkpoint of the pre-trained parts after every epoch.
     loader_cfg = {**cfg, "train": tcfg}
-    compute_loss = functools.partial(acp_loss, cfg=cfg)
+    compute_loss = distribute_loss(model, functools.partial(acp_loss, cfg=cfg), device)
     total = tcfg["warmup_epochs"] + tcfg["epochs"]
     for epoch in range(start_epoch, total):
         loader = make_loader(dataset, loader_cfg, epoch, model.pad_multiple)
         stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
-                                      epoch, step, tcfg["clip_grad"], not args.no_progress)
+                                      epoch, step, tcfg["clip_grad"], not args.no_progress,
+                                      tcfg["precision"])
         state = training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "acp", {}, classes, [])
         state["model"], state["ema"] = pretrained_only(state["model"]), pretrained_only(state["ema"])
         save_checkpoint(last, state)

@@ -27,10 +27,10 @@ from common.checkpoint import eval_weights, load_checkpoint
 from common.config import atomic_write_text
 from common.data import VideoDataset, time_to_grid
 from common.detect import predict
-from common.engine import resolve_device
+from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
-from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
+from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
                           labeled_ids, load_data, make_parser, run_main, unlabeled_ids)
 
 DIGITS = 4
@@ -179,7 +179,7 @@ def main(argv=None):
     pcfg, dcfg = cfg["pseudo"], cfg["dataset"]
     ckpt = load_checkpoint(args.checkpoint)
     cfg = config_with_model_of(cfg, ckpt)
-    device = resolve_device(args.device)
+    device = device_of(args)  # under torchrun each process predicts its share of the videos
     videos, classes = load_data(cfg)
     ids = unlabeled_ids(cfg, videos)
     model = build_detector(cfg, classes, device)
@@ -188,6 +188,8 @@ def main(argv=None):
 
     # 2. Predictions on the unlabeled videos, with evaluate.py's post-processing.
     results = predict(model, VideoDataset(dcfg, videos, ids, training=False), cfg, device, not args.no_progress)
+    if not is_main():  # rank 0 holds the merged predictions and does the rest
+        return None
 
     # 3. Adaptive thresholds (Eq. 6) and ICD refinement (Eq. 10).
     source = feature_source(model, dcfg, cfg["model"]["icd_features"], device)

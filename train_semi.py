@@ -23,7 +23,8 @@ from common.checkpoint import (eval_weights, load_checkpoint, restore_training_s
                                training_state)
 from common.config import save_config
 from common.data import VideoDataset, data_error, load_annotations
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
+from common.distributed import distribute_loss
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss, pseudo_labeled_loss
@@ -117,7 +118,7 @@ def main(argv=None):
     model.load_state_dict(eval_weights(init))
     tcfg = {**cfg["train"], "epochs": cfg["semi"]["epochs"], "warmup_epochs": cfg["semi"]["warmup_epochs"]}
     optimizer = build_optimizer(model, tcfg)
-    iters = -(-len(unlabeled) // tcfg["batch_size"])
+    iters = iters_per_epoch(len(unlabeled), tcfg["batch_size"])
     scheduler = build_scheduler(optimizer, tcfg, iters)
     ema = ModelEma(model, tcfg["ema_decay"])
     norms = [LossNormalizer(cfg["loss"]["init_loss_norm"], cfg["loss"]["loss_norm_momentum"]) for _ in range(2)]
@@ -129,7 +130,9 @@ def main(argv=None):
     # 4. Train on both; a checkpoint after every epoch.
     bank = InstanceBank(cfg["dataset"], videos, lab_ids)
     source = feature_source(model, cfg["dataset"], cfg["model"]["icd_features"], device)
-    compute_loss = functools.partial(semi_loss, cfg=cfg, norm_s=norms[0], norm_u=norms[1], bank=bank)
+    compute_loss = distribute_loss(
+        model, functools.partial(semi_loss, cfg=cfg, norm_s=norms[0], norm_u=norms[1], bank=bank), device,
+        unused_parameters=cfg["acp"]["mode"] == "none")
     total = tcfg["warmup_epochs"] + tcfg["epochs"]
     parents = {"init": os.path.abspath(args.init), "pseudo_labels": os.path.abspath(args.pseudo_labels)}
     for epoch in range(start_epoch, total):
@@ -137,7 +140,8 @@ def main(argv=None):
             bank.build(source)
         loader = PairedLoader(labeled, unlabeled, cfg, epoch, model.pad_multiple)
         stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
-                                      epoch, step, tcfg["clip_grad"], not args.no_progress)
+                                      epoch, step, tcfg["clip_grad"], not args.no_progress,
+                                      tcfg["precision"])
         save_checkpoint(last, training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "semi",
                                              parents, classes, norms))
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})

@@ -20,7 +20,8 @@ from common.checkpoint import (eval_weights, load_checkpoint, load_pretrained, r
                                save_checkpoint, training_state)
 from common.config import save_config
 from common.data import VideoDataset
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, make_loader,
+from common.distributed import distribute_loss
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss
@@ -64,7 +65,7 @@ def main(argv=None):
 
     # 3. Detector, optimiser, schedule, EMA.
     model = build_detector(cfg, classes, device)
-    iters = -(-len(dataset) // cfg["train"]["batch_size"])
+    iters = iters_per_epoch(len(dataset), cfg["train"]["batch_size"])
     optimizer = build_optimizer(model, cfg["train"])
     scheduler = build_scheduler(optimizer, cfg["train"], iters)
     ema = ModelEma(model, cfg["train"]["ema_decay"])
@@ -79,14 +80,16 @@ def main(argv=None):
     # 4. Train; a checkpoint after every epoch.
     bank = InstanceBank(cfg["dataset"], videos, train_ids)  # ICD partners (Eq. 7)
     source = feature_source(model, cfg["dataset"], cfg["model"]["icd_features"], device)
-    compute_loss = functools.partial(labeled_loss, cfg=cfg, normalizer=normalizer, bank=bank)
+    compute_loss = distribute_loss(model, functools.partial(labeled_loss, cfg=cfg, normalizer=normalizer, bank=bank),
+                                   device, unused_parameters=cfg["acp"]["mode"] == "none")
     total = cfg["train"]["warmup_epochs"] + cfg["train"]["epochs"]
     for epoch in range(start_epoch, total):
         if bank.feats is None or cfg["model"]["icd_features"] == "fpn":
             bank.build(source)
         loader = make_loader(dataset, cfg, epoch, model.pad_multiple)
         stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
-                                      epoch, step, cfg["train"]["clip_grad"], not args.no_progress)
+                                      epoch, step, cfg["train"]["clip_grad"], not args.no_progress,
+                                      cfg["train"]["precision"])
         save_checkpoint(last, training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "supervised",
                                              {"init": args.init}, classes, [normalizer]))
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})

@@ -90,7 +90,9 @@ def gather_frames(rep, idx):
 
 
 def contrast(frames, coarse_labels, fine_labels, mode, temperature):
-    """L_conc (per video, averaged) and/or L_conf (over the batch) for (B, N, d) frames."""
+    """L_conc (per video, averaged) and/or L_conf (over the batch) for (B, N, d) frames. Under
+    torchrun the batch is each process's share: the fine contrast spans only its videos."""
+    frames = frames.float()  # the softmax over similarities / temperature in fp32, also under autocast
     zero = frames.sum() * 0.0
     parts = {"conc_loss": zero, "conf_loss": zero}
     if mode in ("coarse", "both"):

@@ -11,6 +11,8 @@ import tempfile
 
 import yaml
 
+from common.distributed import is_main
+
 DEFAULTS = {
     "seed": 0,
     "dataset": {
@@ -76,6 +78,7 @@ DEFAULTS = {
         "clip_grad": 1.0,
         "ema_decay": 0.999,                   # per iteration, with a warm-up (see common/engine.py)
         "num_workers": 0,
+        "precision": "auto",                  # auto: bf16 autocast on GPUs, fp32 on the CPU | bf16 | fp32
     },
     "acp": {
         # Action-aware contrastive pre-training and fine-tuning loss (Sec. 3.3, Table 5). The defaults
@@ -227,7 +230,10 @@ def save_config(cfg, path):
 
 def atomic_write(path, write):
     """Call write(tmp_path) on a temporary file beside `path`, then rename it over `path`: a crash
-    never leaves a half-written output, and a failed run never clobbers an existing one."""
+    never leaves a half-written output, and a failed run never clobbers an existing one. Under
+    torchrun only the main process writes."""
+    if not is_main():
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))

@@ -7,6 +7,7 @@ import torch
 from tqdm import tqdm
 
 from common.data import collate, grid_to_time
+from common.distributed import gather_results, is_main, shard
 from common.losses import joint_score
 from common.model import make_points
 from common.nms import batched_nms
@@ -73,12 +74,14 @@ def postprocess(cands, fps, duration, feat_stride, num_frames, tcfg):
 
 @torch.no_grad()
 def predict(model, dataset, cfg, device, progress=True):
-    """Run `model` over every video of `dataset` (whole videos) -> {video_id: postprocessed dict}."""
+    """Run `model` over every video of `dataset` (whole videos) -> {video_id: postprocessed dict}.
+
+    Under torchrun each process runs its share of the videos and every process gets the merged dict."""
     model.eval()
     results = {}
     bs = cfg["test"]["batch_size"]
-    order = list(range(len(dataset)))
-    bar = tqdm(range(0, len(order), bs), desc="inference", unit="batch", disable=not progress,
+    order = shard(list(range(len(dataset))))
+    bar = tqdm(range(0, len(order), bs), desc="inference", unit="batch", disable=not (progress and is_main()),
                leave=False)
     for start in bar:
         batch = collate([dataset[i] for i in order[start:start + bs]], model.pad_multiple)
@@ -89,7 +92,7 @@ def predict(model, dataset, cfg, device, progress=True):
             cands = decode_video(outputs, b, points, cfg)
             results[vid] = postprocess(cands, batch["fps"][b], batch["duration"][b],
                                        batch["feat_stride"][b], batch["num_frames"][b], cfg["test"])
-    return results
+    return gather_results(results, dataset.video_ids)
 
 
 def to_results_json(results, classes, digits=6):

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.config import ConfigError
 from common.data import collate
+from common.distributed import ShardSampler, average_stats, is_main, per_process_batch, world_size
 
 
 def seed_everything(seed):
@@ -88,24 +90,42 @@ def move_batch(batch, device):
 
 
 def make_loader(dataset, cfg, epoch, pad_multiple):
-    """A loader whose shuffle and crops depend only on (seed, epoch): resumable and deterministic."""
+    """A loader whose shuffle and crops depend only on (seed, epoch): resumable, deterministic, and
+    under torchrun this process's share of the same global batches (common/distributed.py)."""
     dataset.set_epoch(epoch)
-    gen = torch.Generator().manual_seed(cfg["seed"] * 100003 + epoch)
+    seed = cfg["seed"] * 100003 + epoch
     return torch.utils.data.DataLoader(
-        dataset, batch_size=cfg["train"]["batch_size"], shuffle=True, generator=gen,
-        num_workers=cfg["train"]["num_workers"],
+        dataset, batch_size=per_process_batch(cfg["train"]["batch_size"]), sampler=ShardSampler(len(dataset), seed),
+        num_workers=cfg["train"]["num_workers"], generator=torch.Generator().manual_seed(seed),
         collate_fn=functools.partial(collate, pad_multiple=pad_multiple))
 
 
+def iters_per_epoch(num_videos, batch_size):
+    """Optimiser steps in one pass over `num_videos`, as make_loader deals them."""
+    return -(-(-(-num_videos // world_size())) // per_process_batch(batch_size))
+
+
+def autocast(device, precision):
+    """bf16 autocast on GPUs (train.precision auto or bf16); fp32 otherwise."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"config key train.precision: expected auto, bf16 or fp32, got {precision!r}")
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device, epoch,
-                    step, clip_grad=1.0, progress=True):
-    """One pass over `loader`; returns (mean of each loss entry, the new global step)."""
+                    step, clip_grad=1.0, progress=True, precision="auto"):
+    """One pass over `loader`; returns (mean of each loss entry, the new global step).
+
+    `compute_loss` comes from common.distributed.distribute_loss: under torchrun it runs through
+    DistributedDataParallel, whose backward averages the gradients of the processes."""
     model.train()
     sums, count = {}, 0
     start = time.time()
-    bar = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not progress, leave=False)
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="it", disable=not (progress and is_main()), leave=False)
     for batch in bar:
-        parts = compute_loss(model, move_batch(batch, device))
+        with autocast(device, precision):
+            parts = compute_loss(model, move_batch(batch, device))
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         if clip_grad > 0:
@@ -121,13 +141,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, devi
         bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
         if not math.isfinite(parts["loss"].item()):
             raise SystemExit(f"error: the loss became {parts['loss'].item()} at epoch {epoch}, step {step}")
-    stats = {k: v / max(count, 1) for k, v in sums.items()}
+    stats = average_stats({k: v / max(count, 1) for k, v in sums.items()}, device)
     stats.update(lr=optimizer.param_groups[0]["lr"], seconds=time.time() - start, iters=count)
     return stats, step
 
 
 def append_jsonl(path, record):
-    """One JSON line per epoch; appending keeps earlier lines intact across --resume."""
+    """One JSON line per epoch; appending keeps earlier lines intact across --resume. Main process only."""
+    if not is_main():
+        return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")

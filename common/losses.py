@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from common.acp import contrast, gather_frames, pyramid_representation, sample_frames, truth_labels
+from common.distributed import all_reduce_sum, world_size
 from common.icd import batch_instances, icd_loss
 from common.model import make_points
 
@@ -122,9 +123,12 @@ class LossNormalizer:
     def __init__(self, init=100.0, momentum=0.9):
         self.value, self.momentum = float(init), momentum
 
-    def update(self, num_pos):
+    def update(self, num_pos, device="cpu"):
+        """Under torchrun num_pos is the global batch's: each process divides its own sum by the global
+        count, times the W processes whose gradients DDP averages, so the step is one process's."""
+        num_pos = all_reduce_sum(num_pos, device)
         self.value = self.momentum * self.value + (1 - self.momentum) * max(num_pos, 1)
-        return self.value
+        return self.value / world_size()
 
 
 def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
@@ -137,11 +141,11 @@ def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
     lcfg, mode = cfg["loss"], cfg["model"]["alqa"]
     eps = lcfg["quality_eps"]
     valid = torch.cat(outputs["masks"], dim=1)                          # (B, P)
-    cls_logits = torch.cat(outputs["cls_logits"], dim=1)               # (B, P, C)
-    offsets = torch.cat(outputs["offsets"], dim=1)                     # (B, P, 2)
+    cls_logits = torch.cat(outputs["cls_logits"], dim=1).float()       # (B, P, C); fp32 under autocast
+    offsets = torch.cat(outputs["offsets"], dim=1).float()             # (B, P, 2)
     positive = (cls_targets.sum(-1) > 0) & valid
     num_pos = int(positive.sum())
-    norm = normalizer.update(num_pos)
+    norm = normalizer.update(num_pos, cls_logits.device)
 
     pred_pos, gt_pos = offsets[positive], reg_targets[positive]
     reg_loss = diou_loss(pred_pos, gt_pos)
@@ -154,7 +158,7 @@ def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
     log_p, log_1mp = F.logsigmoid(logits_v), F.logsigmoid(-logits_v)
     locq_loss = cls_logits.new_zeros(())
     if mode != "none":
-        q_logits = torch.cat(outputs["quality_logits"], dim=1)          # (B, P, Q)
+        q_logits = torch.cat(outputs["quality_logits"], dim=1).float()  # (B, P, Q)
         quality = quality_from_logits(q_logits[valid], mode, eps)[:, None]
         # Eq. (5): the focal loss scores the joint score of Eq. (4), log p = log q + log p_cls.
         log_p = log_p + quality.log()
@@ -180,11 +184,13 @@ def batch_targets(points, batch, num_classes, center_radius):
 
 def outputs_loss(model, outputs, batch, cfg, normalizer):
     """The detector's loss for raw `outputs` of a batch whose `segments` / `labels` are its (pseudo) truth."""
-    points = make_points([m.shape[1] for m in outputs["masks"]], model.strides,
-                         cfg["model"]["regression_range"], batch["feats"].device)
-    cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
-                                 cfg["model"]["center_radius"])
-    return detection_loss(outputs, cls_t, reg_t, cfg, normalizer)
+    device = batch["feats"].device
+    with torch.autocast(device.type, enabled=False):  # targets and losses in fp32 under bf16 autocast
+        points = make_points([m.shape[1] for m in outputs["masks"]], model.strides,
+                             cfg["model"]["regression_range"], device)
+        cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
+                                     cfg["model"]["center_radius"])
+        return detection_loss(outputs, cls_t, reg_t, cfg, normalizer)
 
 
 def acp_truth_loss(model, outputs, batch, cfg):

@@ -10,6 +10,7 @@ import sys
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, from_dict, load_config
 from common.data import DataError, check_features, load_annotations, make_split, read_split, write_split
+from common.distributed import cleanup, setup
 from common.engine import resolve_device, seed_everything
 from common.model import build_model
 from common.synthetic import ensure_dataset
@@ -37,12 +38,19 @@ def run_main(main_fn, argv=None):
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        cleanup()
+
+
+def device_of(args):
+    """--device, and under torchrun this process's GPU in the joined process group."""
+    return setup(resolve_device(args.device))
 
 
 def prepare_run(args, cfg):
     """Seed and device of a training stage, and its OUT/last.pt, never overwritten without --resume."""
     seed_everything(cfg["seed"])
-    device = resolve_device(args.device)
+    device = device_of(args)
     last = os.path.join(args.out, "last.pt")
     if os.path.exists(last) and not args.resume:
         raise SystemExit(f"error: {last} exists; pass --resume to continue it or choose another --out")
