@@ -59,23 +59,23 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        mu = x.mean(dim=1, keepdim=True)
-        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
-        return (x - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        # (x - mean) / sqrt(var + eps) * weight + bias over the channels, by the fused kernel
+        return F.layer_norm(x.transpose(1, 2), (x.shape[1],), self.weight.view(-1), self.bias.view(-1),
+                            self.eps).transpose(1, 2)
 
 
 class LocalSelfAttention(nn.Module):
     """Multi-head self-attention restricted to a window of `window` steps around each query.
 
     Queries, keys and values first pass a depthwise conv (strided when the block downsamples) and a
-    LayerNorm, as in ActionFormer's LocalMaskedMHCA. The window is gathered with `unfold`, which is
-    exact for any length and needs no chunk alignment.
+    LayerNorm, as in ActionFormer's LocalMaskedMHCA. Any length works: blocks are padded and masked.
     """
 
     def __init__(self, n_embd, n_head, window, stride=1, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
         assert n_embd % n_head == 0 and window % 2 == 1
         self.n_head, self.half = n_head, window // 2
+        self.block = 16  # queries per block in _attend: 16 and 32 were fastest for window 19
         kernel = stride + 1 if stride > 1 else 3
         self.q_conv = MaskedConv1d(n_embd, n_embd, kernel, stride, groups=n_embd, bias=False)
         self.k_conv = MaskedConv1d(n_embd, n_embd, kernel, stride, groups=n_embd, bias=False)
@@ -91,6 +91,30 @@ class LocalSelfAttention(nn.Module):
         b, c, t = x.shape  # (B, C, T) -> (B, H, T, C/H)
         return x.view(b, self.n_head, c // self.n_head, t).transpose(2, 3)
 
+    def _attend(self, q, k, v, kv_mask):
+        """Each query over the keys within `half` steps of it, computed block by block: the queries
+        of a block of S steps against the S + 2w keys around the block in one matrix product, the
+        keys outside each query's own window masked. The same numbers as gathering each query's
+        2w + 1 keys, seven times faster on the CPU (README, performance): many small products
+        become a few large ones."""
+        b, h, t, d = q.shape
+        w, size = self.half, self.block
+        nb = -(-t // size)
+        pad = nb * size - t
+        span = size + 2 * w
+        q_blk = F.pad(q, (0, 0, 0, pad)).view(b, h, nb, size, d)
+        k_blk = F.pad(k, (0, 0, w, w + pad)).unfold(2, span, size)           # (B, H, nb, d, span)
+        v_blk = F.pad(v, (0, 0, w, w + pad)).unfold(2, span, size)
+        key_ok = F.pad(kv_mask, (w, w + pad)).unfold(1, span, size)        # (B, nb, span)
+        i, j = torch.arange(size, device=q.device)[:, None], torch.arange(span, device=q.device)
+        in_window = (j >= i) & (j <= i + 2 * w)                             # key j of query i of a block
+        allowed = in_window & key_ok[:, :, None, :]                         # (B, nb, size, span)
+        att = torch.matmul(q_blk, k_blk) / math.sqrt(d)                     # (B, H, nb, size, span)
+        att = att.masked_fill(~allowed[:, None], float("-inf"))
+        att = torch.softmax(att, dim=-1).nan_to_num(0.0)  # a fully padded window gives zeros
+        out = torch.matmul(self.attn_drop(att), v_blk.transpose(-1, -2))    # (B, H, nb, size, d)
+        return out.reshape(b, h, nb * size, d)[:, :, :t]
+
     def forward(self, x, mask):
         q, out_mask = self.q_conv(x, mask)
         k, kv_mask = self.k_conv(x, mask)
@@ -98,15 +122,7 @@ class LocalSelfAttention(nn.Module):
         q = self._heads(self.q_proj(self.q_norm(q)))
         k = self._heads(self.k_proj(self.k_norm(k)))
         v = self._heads(self.v_proj(self.v_norm(v)))
-        w = self.half
-        # (B, H, T, d, 2w+1): the keys/values around every query
-        k_win = F.pad(k, (0, 0, w, w)).unfold(2, 2 * w + 1, 1)
-        v_win = F.pad(v, (0, 0, w, w)).unfold(2, 2 * w + 1, 1)
-        key_ok = F.pad(kv_mask, (w, w)).unfold(1, 2 * w + 1, 1)  # (B, T, 2w+1)
-        att = torch.einsum("bhtd,bhtdw->bhtw", q, k_win) / math.sqrt(q.shape[-1])
-        att = att.masked_fill(~key_ok[:, None], float("-inf"))
-        att = torch.softmax(att, dim=-1).nan_to_num(0.0)  # a fully padded window gives zeros
-        out = torch.einsum("bhtw,bhtdw->bhtd", self.attn_drop(att), v_win)
+        out = self._attend(q, k, v, kv_mask)                   # (B, H, T, d)
         b, h, t, d = out.shape
         out = out.transpose(2, 3).reshape(b, h * d, t)
         out = self.proj_drop(self.out_proj(out))
