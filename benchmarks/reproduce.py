@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 
 from common.config import atomic_write_text, load_config  # noqa: E402
 from common.data import read_split  # noqa: E402
-from common.stage import labeled_ids, load_data, subset_ids  # noqa: E402
+from common.stage import labeled_ids, load_data, run_main, subset_ids  # noqa: E402
 
 
 # ---------------------------------------------------------------- the experiments
@@ -354,4 +354,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -1,0 +1,68 @@
+"""The reproduction script's bookkeeping: which runs the tables share, and how seeds are summarised."""
+import json
+import math
+import os
+
+import pytest
+
+from benchmarks import reproduce as rp
+from common.data import DataError
+
+
+def test_shared_runs_are_counted_once():
+    cells = rp.cells([1, 2, 3, 4, 5])
+    assert len(cells) == len({json.dumps(c, sort_keys=True) for c in cells})
+    # APL is Table 1's row, Table 2's +ACP and Table 5's last row: one cell per ratio.
+    assert sum(1 for r, m in cells if m == rp.APL) == 4  # 10, 20, 40, 60
+    # Table 1: ActF* and APL at 4 ratios, ActF* at 100% (9); Table 2 adds baseline, +ALQA, +ICD at
+    # 10% and 40% (6; +ACP is APL); Table 3 tIoU and DIoU (4; tIoU+tND is +ALQA); Table 4 EAP and
+    # MPP (4); Table 5 coarse and fine (4; none is +ICD, both is APL).
+    assert len(cells) == 9 + 6 + 4 + 4 + 4
+    acp, sup, semi = rp.run_dirs("OUT", 3, 10, rp.APL)
+    assert acp == os.path.join("OUT", "seed3", "acp-both")
+    assert semi.startswith(sup) and "icd-both" in semi
+
+
+def test_mean_and_sample_std_by_hand():
+    assert rp.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)        # std sqrt((1 + 0 + 1) / 2) = 1
+    mean, std = rp.mean_std([5.0])
+    assert mean == 5.0 and math.isnan(std)
+    assert rp.fmt([1.0, 2.0, 3.0]) == "2.00 ± 1.00" and rp.fmt([5.0]) == "5.00"
+
+
+def _fake_run(out, seed, ratio, m, average, quality=None):
+    _, sup, semi = rp.run_dirs(out, seed, ratio, m)
+    run = semi or sup
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "metrics.json"), "w") as f:
+        json.dump({"thresholds": [0.3, 0.5], "mAP": [average + 0.1, average - 0.1], "average": average}, f)
+    if quality:
+        with open(os.path.join(run, "pseudo_label.log"), "w") as f:
+            f.write("wrote x\n| selection | #PL | Class Acc | Avg tIoU | Pos Acc | P@0.5 | R@0.5 |\n"
+                    "|---|---|---|---|---|---|---|\n" + quality)
+
+
+def test_tables_give_mean_and_std_over_the_seeds_found(tmp_path):
+    out = str(tmp_path)
+    _fake_run(out, 0, 10, rp.BASELINE, 0.10)
+    _fake_run(out, 1, 10, rp.BASELINE, 0.14)
+    _fake_run(out, 0, 10, rp.ALQA_ICD, 0.20, "| adaptive | 252 | 51.2 | 46.9 | 37.7 | 37.7 | 4.7 |\n")
+    _fake_run(out, 1, 10, rp.ALQA_ICD, 0.20, "| adaptive | 250 | 53.2 | 46.9 | 37.7 | 37.7 | 4.7 |\n")
+    args = rp.parse_args(["--out", out, "--tables", "2", "--seeds", "0", "1", "2"])
+    text = rp.write_tables(args, 60.0)
+    # baseline: 10 and 14 -> 12.00 +- 2.83 (sqrt(8)); the paper's 17.0 beside it; seeds found: 2
+    assert "| 10% | baseline (class score >= 0.3) | 22.00 ± 2.83 | 2.00 ± 2.83 | **12.00 ± 2.83** | 2 | 17.0 |" in text
+    assert "| 10% | +ICD | 30.00 ± 0.00 | 10.00 ± 0.00 | **20.00 ± 0.00** | 2 | 23.3 |" in text
+    assert "+ALQA |" not in text  # no run yet: no row
+    assert "| adaptive | 251.00 ± 1.41 | 52.20 ± 1.41 |" in text
+    assert open(os.path.join(out, "tables.md")).read() == text
+    cells = json.load(open(os.path.join(out, "cells.json")))
+    assert [c["average"] for c in cells if c["method"].startswith("baseline")] == [pytest.approx([10.0, 14.0])]
+
+
+def test_missing_split_files_stop_before_any_training(tmp_path):
+    data = str(tmp_path / "tiny")  # the tiny dataset has no 10% split: it cannot cover every class
+    sets = ["dataset.synthetic_size=tiny", f"dataset.annotation_file={data}/annotations.json",
+            f"dataset.feature_dir={data}/features"]
+    with pytest.raises(DataError, match="labeled_10pct.txt"):
+        rp.main(sum((["--set", s] for s in sets), []) + ["--tables", "2", "--out", str(tmp_path / "o"), "--dry-run"])
