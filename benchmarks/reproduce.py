@@ -15,6 +15,11 @@ OUT/cells.json (every seed's figures).
   python benchmarks/reproduce.py                           # every table, seeds 0 1 2
   python benchmarks/reproduce.py --tables 2 4 --seeds 0 1  # some tables, some seeds
   python benchmarks/reproduce.py --config my_dataset.yaml --splits my_data/splits --out outputs/repro_mine
+  python benchmarks/reproduce.py --report                  # the tables from the runs found so far
+
+Several copies of the same command share the work (one per GPU: CUDA_VISIBLE_DEVICES=k for copy k;
+on the CPU OMP_NUM_THREADS=1 per copy): each step is locked while a copy runs it (DONE.lock), the
+others go on with other cells and come back to it.
 
 Another dataset needs a config (see configs/) and a folder of split files named
 labeled_<pct>pct.txt / unlabeled_<pct>pct.txt for the ratios used (common/data.py writes them:
@@ -125,20 +130,45 @@ class Runner:
         return args + sum((["--set", s] for s in overrides + self.args.set), [])
 
     def step(self, label, script, args, done, log):
-        """Run one stage script unless `done` exists; its output goes to `log`."""
+        """Run one stage script unless `done` exists; its output goes to `log`. Returns False when
+        another copy of this script holds the step's lock (DONE.lock) and is running it."""
         if os.path.exists(done):
-            return
-        self.done_runs += 1
-        print(f"[{self.done_runs}/{self.total_runs}] {label}: {script} ... ", end="", flush=True)
-        start = time.time()
+            return True
         os.makedirs(os.path.dirname(log), exist_ok=True)
-        with open(log, "a") as f:
-            proc = subprocess.run([sys.executable, script] + args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
-            raise SystemExit(f"\nerror: {script} failed (exit {proc.returncode}); its output: {log}")
-        if not os.path.exists(done):  # training stages: mark the run finished
-            open(done, "w").close()
+        try:
+            os.close(os.open(done + ".lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        try:
+            self.done_runs += 1
+            print(f"[{self.done_runs}/{self.total_runs}] {label}: {script} ... ", end="", flush=True)
+            start = time.time()
+            with open(log, "a") as f:
+                proc = subprocess.run([sys.executable, script] + args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+            if proc.returncode != 0:
+                raise SystemExit(f"\nerror: {script} failed (exit {proc.returncode}); its output: {log}")
+            if not os.path.exists(done):  # training stages: mark the run finished
+                open(done, "w").close()
+        finally:
+            os.unlink(done + ".lock")
         print(f"{time.time() - start:.0f} s  (elapsed {(time.time() - self.started) / 60:.1f} min)", flush=True)
+        return True
+
+    def run_cells(self, cells):
+        """Every cell's steps in order. A step another copy is running is waited for, meanwhile
+        other cells go on: several copies of the same command (one per GPU or core) share the work."""
+        waiting = list(cells)
+        while waiting:
+            blocked = []
+            for steps in waiting:
+                if not all(self.step(*step) for step in steps):  # stops at the first locked step
+                    blocked.append(steps)
+            if blocked and len(blocked) == len(waiting):
+                locks = sorted({s[3] + ".lock" for c in blocked for s in c if os.path.exists(s[3] + ".lock")})
+                print(f"waiting for another process to finish {locks[:1]} (delete a lock left by a crash)",
+                      flush=True)
+                time.sleep(30)
+            waiting = blocked
 
     def steps(self, seed, ratio, m):
         """The steps of one cell: (label, script, args, done-file, log), in order."""
@@ -295,7 +325,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every run (part of no run's name: use a new --out)")
+    parser.add_argument("--ratios", type=int, nargs="+", help="only the cells at these labeled percentages")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the estimate, run nothing")
+    parser.add_argument("--report", action="store_true", help="write the tables from the runs found, run nothing")
     args = parser.parse_args(argv)
     if args.quick:
         args.tables, args.seeds = [1], [0]
@@ -323,7 +355,8 @@ def main(argv=None):
     args.splits = args.splits or os.path.join(os.path.dirname(cfg["dataset"]["annotation_file"]), "splits")
     videos, sizes = dataset_sizes(cfg, args.splits)
     labeled_ids(cfg, videos)  # the features exist
-    todo = [(seed, ratio, m) for seed in args.seeds for ratio, m in cells(args.tables)]
+    todo = [(seed, ratio, m) for seed in args.seeds for ratio, m in cells(args.tables)
+            if not args.ratios or ratio in args.ratios]
     for _, ratio, _ in todo:
         sizes(ratio)  # every split file is there before hours of training start
 
@@ -342,10 +375,13 @@ def main(argv=None):
           f"like the one in the README", flush=True)
     if args.dry_run:
         return None
+    if args.report:
+        text = write_tables(args, 0.0)
+        print("\n" + text)
+        return text
 
-    # 2. The runs, in order (a cell's steps depend on the previous ones).
-    for _, step in pending:
-        runner.step(*step)
+    # 2. The runs (a cell's steps depend on the previous ones).
+    runner.run_cells([runner.steps(seed, ratio, m) for seed, ratio, m in todo])
 
     # 3. The tables.
     text = write_tables(args, time.time() - runner.started)

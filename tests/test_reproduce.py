@@ -66,3 +66,33 @@ def test_missing_split_files_stop_before_any_training(tmp_path):
             f"dataset.feature_dir={data}/features"]
     with pytest.raises(DataError, match="labeled_10pct.txt"):
         rp.main(sum((["--set", s] for s in sets), []) + ["--tables", "2", "--out", str(tmp_path / "o"), "--dry-run"])
+
+
+def test_copies_share_the_work_through_locks(tmp_path, monkeypatch):
+    # Cell A's first step is locked by "another copy"; cell B runs meanwhile; when the other copy
+    # finishes A's step (done written, lock gone), A's second step runs here.
+    script = tmp_path / "touch.py"
+    script.write_text("import sys; open(sys.argv[1], 'w').close()\n")
+    step = lambda name: ("cell", str(script), [str(tmp_path / name)], str(tmp_path / name),  # noqa: E731
+                         str(tmp_path / (name + ".log")))
+    a1, a2, b1 = step("a1"), step("a2"), step("b1")
+    open(a1[3] + ".lock", "w").close()
+    order = []
+    real_step = rp.Runner.step
+
+    def recording_step(self, *s):
+        ok = real_step(self, *s)
+        order.append((os.path.basename(s[3]), ok))
+        return ok
+
+    def other_copy_finishes(seconds):
+        open(a1[3], "w").close()
+        os.unlink(a1[3] + ".lock")
+
+    monkeypatch.setattr(rp.Runner, "step", recording_step)
+    monkeypatch.setattr(rp.time, "sleep", other_copy_finishes)
+    rp.Runner(None, None, None).run_cells([[a1, a2], [b1]])
+    # pass 1: A locked, B runs; pass 2: only A left and still locked: wait; pass 3: A goes on
+    assert order == [("a1", False), ("b1", True), ("a1", False), ("a1", True), ("a2", True)]
+    assert os.path.exists(a2[3]) and os.path.exists(b1[3])
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".lock")]
