@@ -104,18 +104,38 @@ def test_two_processes_train_the_weights_of_one(runs):
     assert [l["loss"] for l in logs[0]] == pytest.approx([l["loss"] for l in logs[1]], rel=1e-5)
 
 
-def test_two_processes_write_the_pseudo_labels_and_predictions_of_one(runs, tiny, tmp_path):
+@pytest.fixture(scope="module")
+def pseudo(runs, tiny, tmp_path_factory):
+    """Pseudo-label files and predictions of the one-process checkpoint, written by one and by two processes."""
+    root = tmp_path_factory.mktemp("pl")
     ckpt = os.path.join(runs[1], "last.pt")
     sets = _args(tiny + ["pseudo.tau_neg=0.0"])  # an untrained detector's scores are all small
     files = {}
     for n in (1, 2):
-        pl, pred = str(tmp_path / f"pl{n}.json"), str(tmp_path / f"pred{n}.json")
+        pl, pred = str(root / f"pl{n}.json"), str(root / f"pred{n}.json")
         _run("pseudo_label.py", sets + ["--checkpoint", ckpt, "--out", pl], n)
         _run("evaluate.py", sets + ["--checkpoint", ckpt, "--out", pred], n)
-        files[n] = [open(pl).read(), open(pred).read()]
-    assert json.loads(files[1][0])["meta"]["counts"]["positive"] > 0
-    assert files[1] == files[2]  # byte for byte: every video predicted once, merged in order
-    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+        files[n] = (pl, pred)
+    return root, files
+
+
+def test_two_processes_write_the_pseudo_labels_and_predictions_of_one(pseudo):
+    root, files = pseudo
+    text = {n: [open(f).read() for f in files[n]] for n in (1, 2)}
+    assert json.loads(text[1][0])["meta"]["counts"]["positive"] > 0
+    assert text[1] == text[2]  # byte for byte: every video predicted once, merged in order
+    assert not [f for f in os.listdir(root) if f.startswith(".tmp")]
+
+
+def test_two_processes_train_the_semi_round_of_one(runs, pseudo, tiny, tmp_path):
+    # Labeled and pseudo-labeled batches both sharded, two loss normalisers on global counts.
+    ckpt, pl = os.path.join(runs[1], "last.pt"), pseudo[1][1][0]
+    out = {n: str(tmp_path / f"semi{n}") for n in (1, 2)}
+    for n in (1, 2):
+        _run("train_semi.py", _args(tiny + ["semi.epochs=1", "semi.warmup_epochs=1"])
+             + ["--init", ckpt, "--pseudo-labels", pl, "--out", out[n]], n)
+    one, two = (torch.load(os.path.join(out[n], "last.pt"), weights_only=True)["model"] for n in (1, 2))
+    assert max((one[k].float() - two[k].float()).abs().max().item() for k in one) < 1e-5
 
 
 def test_a_batch_the_processes_cannot_share_is_refused(tiny, tmp_path):
