@@ -253,25 +253,25 @@ def fmt(values):
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-def table_lines(title, ratios, rows, out, seeds, records):
-    """One Markdown table: per row and ratio, our mAP per threshold and average, and the paper's."""
+def table_lines(title, entries, out, seeds, records):
+    """One Markdown table of (ratio, row name, method, paper figures) entries: our mAP per threshold
+    and average over the seeds found, and the paper's average."""
     lines, thresholds = [f"### {title}", ""], None
-    for ratio in ratios:
-        for name, m, paper in rows:
-            found = [(s, read_cell(out, s, ratio, m)) for s in seeds]
-            found = [(s, c) for s, c in found if c]
-            if not found:
-                continue
-            if thresholds is None:
-                thresholds = found[0][1]["thresholds"]
-                lines += ["| labeled | method | " + " | ".join(f"mAP@{t:g}" for t in thresholds)
-                          + " | avg | seeds | paper avg (THUMOS14) |", "|---" * (len(thresholds) + 5) + "|"]
-            per_thr = [fmt([100 * c["mAP"][i] for _, c in found]) for i in range(len(thresholds))]
-            avg = [100 * c["average"] for _, c in found]
-            lines.append(f"| {ratio}% | {name} | " + " | ".join(per_thr) + f" | **{fmt(avg)}** | "
-                         f"{len(found)} | {paper.get(ratio, '') if paper else ''} |")
-            records.append({"table": title, "ratio": ratio, "method": name, "seeds": [s for s, _ in found],
-                            "average": avg, "mAP": [[100 * x for x in c["mAP"]] for _, c in found]})
+    for ratio, name, m, paper in entries:
+        found = [(s, read_cell(out, s, ratio, m)) for s in seeds]
+        found = [(s, c) for s, c in found if c]
+        if not found:
+            continue
+        if thresholds is None:
+            thresholds = found[0][1]["thresholds"]
+            lines += ["| labeled | method | " + " | ".join(f"mAP@{t:g}" for t in thresholds)
+                      + " | avg | seeds | paper avg (THUMOS14) |", "|---" * (len(thresholds) + 5) + "|"]
+        per_thr = [fmt([100 * c["mAP"][i] for _, c in found]) for i in range(len(thresholds))]
+        avg = [100 * c["average"] for _, c in found]
+        lines.append(f"| {ratio}% | {name} | " + " | ".join(per_thr) + f" | **{fmt(avg)}** | "
+                     f"{len(found)} | {paper.get(ratio, '') if paper else ''} |")
+        records.append({"table": title, "ratio": ratio, "method": name, "seeds": [s for s, _ in found],
+                        "average": avg, "mAP": [[100 * x for x in c["mAP"]] for _, c in found]})
     return lines + [""] if thresholds else []
 
 
@@ -296,13 +296,14 @@ def write_tables(args, wall):
                           f"that finished; the paper's figures are THUMOS14 (I3D) averages. Runs in {args.out}.", ""]
     for t in args.tables:
         title, ratios, rows = TABLES[t]
+        entries = [(ratio, name, m, paper) for ratio in ratios for name, m, paper in rows]
         if t == 1:
-            rows = rows + [(UPPER_BOUND[0], UPPER_BOUND[1], None)]
-            ratios = ratios + (100,)
-        lines += table_lines(title, ratios, rows, args.out, args.seeds, records)
+            entries.append((100, UPPER_BOUND[0], UPPER_BOUND[1], None))
+        lines += table_lines(title, entries, args.out, args.seeds, records)
     if 2 in args.tables or 4 in args.tables:
         lines += quality_lines(args.out, args.seeds)
-    lines.append(f"Wall time of this invocation: {wall / 60:.1f} min (finished runs reused).")
+    if wall is not None:
+        lines.append(f"Wall time of this invocation: {wall / 60:.1f} min (finished runs reused).")
     text = "\n".join(lines) + "\n"
     atomic_write_text(os.path.join(args.out, "tables.md"), text)
     atomic_write_text(os.path.join(args.out, "cells.json"), json.dumps(records, indent=1) + "\n")
@@ -360,6 +361,11 @@ def main(argv=None):
     for _, ratio, _ in todo:
         sizes(ratio)  # every split file is there before hours of training start
 
+    if args.report:
+        text = write_tables(args, None)
+        print("\n" + text)
+        return text
+
     # 1. The plan: steps not yet done (shared steps counted once) and their estimated cost.
     runner = Runner(args, cfg, sizes)
     pending, seen = [], set()
@@ -375,10 +381,6 @@ def main(argv=None):
           f"like the one in the README", flush=True)
     if args.dry_run:
         return None
-    if args.report:
-        text = write_tables(args, 0.0)
-        print("\n" + text)
-        return text
 
     # 2. The runs (a cell's steps depend on the previous ones).
     runner.run_cells([runner.steps(seed, ratio, m) for seed, ratio, m in todo])

@@ -60,6 +60,16 @@ def test_tables_give_mean_and_std_over_the_seeds_found(tmp_path):
     assert [c["average"] for c in cells if c["method"].startswith("baseline")] == [pytest.approx([10.0, 14.0])]
 
 
+def test_the_upper_bound_is_a_row_of_its_own(tmp_path):
+    out = str(tmp_path)
+    _fake_run(out, 0, 10, rp.ACTF, 0.10)
+    _fake_run(out, 0, 100, rp.ACTF, 0.60)  # the same recipe on every training video
+    text = rp.write_tables(rp.parse_args(["--out", out, "--tables", "1", "--seeds", "0"]), None)
+    rows = [line for line in text.splitlines() if line.startswith("| 1")]
+    assert len(rows) == 2 and rows[0].startswith("| 10% | ActF* (labeled") and "| 15.6 |" in rows[0]
+    assert rows[1].startswith("| 100% | ActF, 100% labeled") and "**60.00**" in rows[1]
+
+
 def test_missing_split_files_stop_before_any_training(tmp_path):
     data = str(tmp_path / "tiny")  # the tiny dataset has no 10% split: it cannot cover every class
     sets = ["dataset.synthetic_size=tiny", f"dataset.annotation_file={data}/annotations.json",
