@@ -102,7 +102,8 @@ def make_loader(dataset, cfg, epoch, pad_multiple):
 
 def iters_per_epoch(num_videos, batch_size):
     """Optimiser steps in one pass over `num_videos`, as make_loader deals them."""
-    return -(-(-(-num_videos // world_size())) // per_process_batch(batch_size))
+    per_process = -(-num_videos // world_size())  # ShardSampler pads to equal shares
+    return -(-per_process // per_process_batch(batch_size))
 
 
 def autocast(device, precision):
