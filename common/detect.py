@@ -76,7 +76,7 @@ def postprocess(cands, fps, duration, feat_stride, num_frames, tcfg):
 def predict(model, dataset, cfg, device, progress=True):
     """Run `model` over every video of `dataset` (whole videos) -> {video_id: postprocessed dict}.
 
-    Under torchrun each process runs its share of the videos and every process gets the merged dict."""
+    Under torchrun each process runs its share of the videos and rank 0 gets the merged dict."""
     model.eval()
     results = {}
     bs = cfg["test"]["batch_size"]

@@ -93,13 +93,15 @@ def per_process_batch(batch_size):
     return batch_size // world
 
 
+def _sum_over_processes(values, device):
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def all_reduce_sum(value, device):
     """The sum of a number over the processes (itself in one process)."""
-    if world_size() == 1:
-        return value
-    t = torch.tensor(float(value), dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.item()
+    return value if world_size() == 1 else _sum_over_processes([value], device)[0]
 
 
 def average_stats(stats, device):
@@ -107,9 +109,7 @@ def average_stats(stats, device):
     if world_size() == 1:
         return stats
     keys = sorted(stats)
-    t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return {k: v / world_size() for k, v in zip(keys, t.tolist())}
+    return {k: v / world_size() for k, v in zip(keys, _sum_over_processes([stats[k] for k in keys], device))}
 
 
 class _ModelWithLoss(torch.nn.Module):
@@ -143,10 +143,13 @@ def shard(items):
 
 
 def gather_results(results, order):
-    """Merge the per-process {video_id: result} dicts on every process, in `order`."""
+    """The per-process {video_id: result} dicts merged in `order` on the main process ({} elsewhere:
+    only rank 0 goes on to write)."""
     if world_size() == 1:
         return results
-    parts = [None] * world_size()
-    dist.all_gather_object(parts, results)
+    parts = [None] * world_size() if is_main() else None
+    dist.gather_object(results, parts, dst=0)
+    if not is_main():
+        return {}
     merged = {k: v for part in parts for k, v in part.items()}
     return {vid: merged[vid] for vid in order if vid in merged}
