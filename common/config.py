@@ -31,7 +31,8 @@ DEFAULTS = {
         "unlabeled_split": None,
         "max_seq_len": 512,                   # training crop length, in grid steps
         "trunc_thresh": 0.5,                  # an action stays in a crop when this fraction is inside
-        "synthetic_size": None,               # tiny | small | full: generate the embedded dataset if absent
+        "synthetic_size": None,               # generate the embedded dataset if absent: tiny | small | full,
+                                              # or a difficulty preset scenes | blurry | confusable | hard
         "synthetic_seed": 0,
     },
     "model": {
@@ -109,6 +110,11 @@ DEFAULTS = {
     },
     "semi": {
         "beta": 2.0,                          # weight of the unlabeled loss, Eq. (12)
+        # Points of a pseudo-labeled video outside every pseudo label: all = background (the paper's
+        # reading); confident = background only where the detector's own joint score is below
+        # background_thresh, the rest left out of the classification loss (common/losses.py)
+        "background": "all",
+        "background_thresh": 0.1,
         "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos
         "warmup_epochs": 1,
     },

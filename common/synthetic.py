@@ -25,6 +25,13 @@ The generative model, and the difficulty of real data each part stands in for:
   random orthonormal embedding into D dims and Gaussian noise follow, so no dimension is meaningful.
 Each video draws from its own stream (seed, subset, index): the same seed gives byte-identical files.
 
+Difficulty presets (PRESETS; `--size scenes|blurry|confusable|hard`, the size of `small`) turn on
+what `small` leaves easy: background scenes shared across videos (`small` gives every video its
+own background, which makes action vs background easy to tell), actions that fade in and out and
+annotated boundaries that wander from those in the features, tighter class groups with more and
+stronger distractors and noise, and all of these at once. The method's defaults are chosen on them
+(benchmarks/bench_presets.py), not on `small` alone.
+
     python -m common.synthetic --out data/synthetic --size small --seed 0
 """
 from __future__ import annotations
@@ -98,6 +105,12 @@ class GeneratorParams:
     distractor_strength: float = 0.4  # their intensity relative to an action's
     distractor_same_class_prob: float = 0.5  # else a random class
     noise_std: float = 0.7  # per feature dimension; a unit-norm latent gives ~1 per dimension
+    # what makes real data harder (the difficulty presets; 0 leaves `small` byte for byte as it was)
+    scene_count: int = 0  # > 0: background scenes shared across videos (a stadium, a pool, a studio)
+    scene_weight: float = 0.0  # weight of the video's shared scene against its own background vector
+    onset_ramp: float = 0.0  # fraction of an action over which it fades in and out: soft boundaries
+    boundary_jitter: float = 0.0  # std of the annotated boundaries around the ones that made the
+    # features, as a fraction of the action's length: annotators and features disagree
 
 
 SIZES = {
@@ -106,6 +119,23 @@ SIZES = {
     "small": {},
     "full": dict(num_train=200, num_test=212),  # THUMOS14's validation / test split sizes
 }
+
+# Difficulty presets at the size of `small` (160 training, 80 test videos): each stresses one thing
+# that makes real data harder than `small`, and `hard` stacks them. They exist so that the method's
+# defaults are chosen on data they were not tuned on (benchmarks/bench_presets.py).
+PRESETS = {
+    # one background per video makes action vs background easy to tell apart (ACP's coarse contrast
+    # especially); real videos of one sport share their scenes
+    "scenes": dict(scene_count=6, scene_weight=0.8),
+    # actions fade in and out, and annotated boundaries wander from the ones in the features
+    "blurry": dict(onset_ramp=0.25, boundary_jitter=0.12),
+    # tighter class groups, more and stronger weak-action distractors, more noise
+    "confusable": dict(class_separation=0.3, distractor_rate=0.6, distractor_strength=0.6, noise_std=0.9),
+    # all of the above, each a little milder
+    "hard": dict(scene_count=6, scene_weight=0.7, onset_ramp=0.2, boundary_jitter=0.08,
+                 class_separation=0.35, distractor_rate=0.5, distractor_strength=0.5, noise_std=0.8),
+}
+SIZES.update(PRESETS)
 
 
 def make_params(size="small", overrides=None):
@@ -166,8 +196,9 @@ def _make_world(p, seed):
     quantiles = [NormalDist().inv_cdf((i + 0.5) / len(names)) for i in rng.permutation(len(names))]
     log_scale = p.class_duration_spread * np.array(quantiles)
     embed = np.linalg.qr(rng.standard_normal((p.feat_dim, L)))[0].T  # (L, D), orthonormal rows
+    scenes = _unit(_rng(seed, 5).standard_normal((p.scene_count, L))) if p.scene_count else None
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
-                log_scale=log_scale, embed=embed)
+                log_scale=log_scale, embed=embed, scenes=scenes)
 
 
 def _durations(p, rng, log_scale):
@@ -234,7 +265,11 @@ def _frame_latents(p, world, rng, n_frames, fps, events, context_class):
     """(n_frames, L) latents: background + drift + phased actions; events = (start, end, class, scale)."""
     L = p.latent_dim
     ctx = world["group_vec"][world["group_of"][context_class]]
-    background = _unit(_unit(rng.standard_normal(L)) + p.context_strength * ctx)
+    own = _unit(rng.standard_normal(L))
+    if world["scenes"] is not None:  # a scene shared with other videos, plus a little of its own
+        scene = world["scenes"][rng.integers(len(world["scenes"]))]
+        own = _unit((1 - p.scene_weight) * own + p.scene_weight * scene)
+    background = _unit(own + p.context_strength * ctx)
     knots = p.drift_std * rng.standard_normal((int(n_frames / fps / p.drift_period) + 2, L)) / np.sqrt(L)
     pos = np.arange(n_frames) / (fps * p.drift_period)
     lo, w = pos.astype(int), (pos % 1.0)[:, None]
@@ -246,6 +281,8 @@ def _frame_latents(p, world, rng, n_frames, fps, events, context_class):
         w_start, w_end = np.maximum(1 - 2 * u, 0), np.maximum(2 * u - 1, 0)
         mix = w_start * world["phases"][c, 0] + (1 - w_start - w_end) * world["phases"][c, 1] \
             + w_end * world["phases"][c, 2]
+        if p.onset_ramp > 0:  # fade in over the first onset_ramp of the action, out over the last
+            mix = mix * np.clip(np.minimum(u, 1 - u) / p.onset_ramp, 0.0, 1.0)
         offset = p.instance_offset_std * rng.standard_normal(L) / np.sqrt(L)
         x[f0:f1] += scale * mix + offset
     return x
@@ -260,6 +297,18 @@ def _features(p, world, rng, x, n_features):
     windows = (cs[idx + p.num_frames // g] - cs[idx]) / p.num_frames
     feats = np.sqrt(p.feat_dim) * windows @ world["embed"]  # unit latent -> ~1 per dimension
     return (feats + p.noise_std * rng.standard_normal(feats.shape)).astype(np.float32)
+
+
+def _jitter(p, rng, segments, duration):
+    """Annotated boundaries: each moved by boundary_jitter x the action's length (Gaussian), kept in
+    order, at least min_action long and inside [0, duration] (an overflowing end stays past it)."""
+    out = []
+    for s, e in segments:
+        ds, de = p.boundary_jitter * (e - s) * rng.standard_normal(2)
+        s2 = min(max(s + ds, 0.0), duration - p.min_action)
+        e2 = max(e + de, s2 + p.min_action) if e > duration else min(max(e + de, s2 + p.min_action), duration)
+        out.append([round(float(s2), 2), round(float(e2), 2)])
+    return out
 
 
 def _make_video(p, world, seed, subset, index, stratum, n_strata):
@@ -281,6 +330,8 @@ def _make_video(p, world, seed, subset, index, stratum, n_strata):
     n_frames = int(np.floor(duration * fps + 1e-6))
     x = _frame_latents(p, world, rng, n_frames, fps, events, classes[0])
     feats = _features(p, world, rng, x, num_features(duration, fps, p.feat_stride, p.num_frames))
+    if p.boundary_jitter > 0:  # drawn last: the features above are those of the unjittered preset
+        segments = _jitter(p, rng, segments, duration)
     annotations = [{"label": world["names"][c], "segment": [s, e],
                     "segment(frames)": [round(s * fps, 2), round(e * fps, 2)], "label_id": int(c)}
                    for (s, e), (_, _, c) in zip(segments, instances)]
@@ -394,7 +445,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Generate the synthetic THUMOS-like dataset.")
     parser.add_argument("--out", required=True, help="dataset directory (replaced if it exists)")
     parser.add_argument("--size", default="small", choices=sorted(SIZES),
-                        help="tiny for tests, small (default) for quick experiments, full = THUMOS14 sizes")
+                        help="tiny for tests, small (default) for quick experiments, full = THUMOS14 sizes; "
+                             f"difficulty presets at small's size: {', '.join(PRESETS)}")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     t0 = time.time()

@@ -267,3 +267,58 @@ def test_cli(tmp_path, capsys):
     stats = json.loads("\n".join(out[:-1]))
     assert out[-1].startswith("generated") and stats["subsets"]["train"]["videos"] == 16
     assert stats == _load(tmp_path / "cli")[1]["stats"]
+
+
+# ---------------------------------------------------------------- the difficulty presets
+
+def _tiny_with(tmp_path, name, **overrides):
+    return _generate_timed(tmp_path / name, "tiny", 0, make_params("tiny", overrides))
+
+
+def test_presets_are_small_sized_and_their_knobs_off_by_default():
+    from common.synthetic import PRESETS
+    base = make_params("small")
+    assert (base.scene_count, base.scene_weight, base.onset_ramp, base.boundary_jitter) == (0, 0.0, 0.0, 0.0)
+    for name in PRESETS:
+        p = make_params(name)
+        assert (p.num_train, p.num_test, p.num_classes) == (base.num_train, base.num_test, base.num_classes)
+        assert p != base
+
+
+def test_boundary_jitter_moves_annotations_not_features(tmp_path, tiny):
+    jittered = _tiny_with(tmp_path, "jitter", boundary_jitter=0.1)
+    plain_db, jit_db = _load(tiny)[0]["database"], _load(jittered)[0]["database"]
+    moved = []
+    for vid, video in plain_db.items():
+        assert np.array_equal(_features(tiny, vid), _features(jittered, vid))  # same features
+        for a, b in zip(video["annotations"], jit_db[vid]["annotations"]):
+            (s, e), (s2, e2) = a["segment"], b["segment"]
+            assert a["label"] == b["label"] and e2 > s2 and s2 >= 0.0
+            if e <= video["duration"]:
+                assert e2 <= video["duration"]
+            moved.append(max(abs(s2 - s), abs(e2 - e)) / (e - s))
+    # each boundary moves by 0.1 x the length times a standard normal, bounded by the video
+    assert 0.02 < float(np.median(moved)) < 0.3
+
+
+def test_onset_ramp_softens_boundaries_and_scenes_share_backgrounds(tmp_path, tiny):
+    ramped = _tiny_with(tmp_path, "ramp", onset_ramp=0.5)
+    scenes = _tiny_with(tmp_path, "scenes", scene_count=1, scene_weight=1.0, context_strength=0.0,
+                        drift_std=0.0, noise_std=0.0, distractor_rate=0.0)
+    db = _load(tiny)[0]["database"]
+    assert _load(ramped)[0] == _load(tiny)[0]  # the ramp changes features only
+    vid = next(v for v in db if db[v]["annotations"])
+    assert not np.array_equal(_features(tiny, vid), _features(ramped, vid))
+    # one scene, weight 1, no context, drift, noise or distractor: frames outside every action are the
+    # same vector in every video
+    sdb = _load(scenes)[0]["database"]
+    backgrounds = []
+    for vid, video in sdb.items():
+        f, fps = _features(scenes, vid), video["fps"]
+        t = (np.arange(len(f)) * 8 + 8) / fps  # window centres (feat_stride 8, 16 frames)
+        far = np.ones(len(f), dtype=bool)
+        for a in video["annotations"]:
+            far &= (t < a["segment"][0] - 1.0) | (t > a["segment"][1] + 1.0)
+        if far.any():
+            backgrounds.append(f[far][0])
+    assert len(backgrounds) > 5 and np.allclose(backgrounds, backgrounds[0], atol=1e-4)
