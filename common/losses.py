@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from common.acp import contrast, gather_frames, pyramid_representation, sample_frames, truth_labels
+from common.config import ConfigError
 from common.distributed import all_reduce_sum, world_size
 from common.icd import batch_instances, icd_loss
 from common.model import make_points
@@ -131,12 +132,36 @@ class LossNormalizer:
         return self.value / world_size()
 
 
-def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
+def uncertain_background(outputs, cls_targets, cfg):
+    """(B, P) mask of the points a pseudo-labeled video leaves out of its classification loss.
+
+    The paper trains every point outside the pseudo labels as background (Eq. 12), which, when the
+    pseudo labels find a small share of the actions, teaches the detector that the others are
+    background. semi.background = confident keeps as background only the points where the detector
+    itself (its detached joint score, Eq. 4, the best class) is confidently negative, below
+    semi.background_thresh; the others (actions the selection missed, candidates it rejected)
+    take no part in the classification loss. semi.background = all is the paper's reading.
+    """
+    scfg = cfg["semi"]
+    if scfg["background"] == "all":
+        return None
+    if scfg["background"] != "confident":
+        raise ConfigError(f"config key semi.background: expected all or confident, got {scfg['background']!r}")
+    mode, eps = cfg["model"]["alqa"], cfg["loss"]["quality_eps"]
+    with torch.no_grad():
+        cls_logits = torch.cat(outputs["cls_logits"], dim=1).float()
+        q_logits = torch.cat(outputs["quality_logits"], dim=1).float() if mode != "none" else None
+        score = joint_score(cls_logits, q_logits, mode, eps).max(dim=-1).values       # (B, P)
+    return (cls_targets.sum(-1) == 0) & (score >= scfg["background_thresh"])
+
+
+def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer, ignore=None):
     """Classification (Eq. 5), DIoU regression (Eq. 1) and localisation quality (Eq. 3) losses.
 
-    outputs: the model's raw outputs; cls_targets (B, P, C); reg_targets (B, P, 2).
+    outputs: the model's raw outputs; cls_targets (B, P, C); reg_targets (B, P, 2); ignore: None or
+    a (B, P) mask of points left out of the classification loss (uncertain_background).
     Returns a dict of the weighted total `loss` and its parts, each divided by the moving average
-    of the number of positives (the 1/N_pos of Eq. 12), and `num_pos`.
+    of the number of positives (the 1/N_pos of Eq. 12), `num_pos` and `num_ignored`.
     """
     lcfg, mode = cfg["loss"], cfg["model"]["alqa"]
     eps = lcfg["quality_eps"]
@@ -146,6 +171,7 @@ def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
     positive = (cls_targets.sum(-1) > 0) & valid
     num_pos = int(positive.sum())
     norm = normalizer.update(num_pos, cls_logits.device)
+    cls_valid = valid if ignore is None else valid & ~(ignore & ~positive)
 
     pred_pos, gt_pos = offsets[positive], reg_targets[positive]
     reg_loss = diou_loss(pred_pos, gt_pos)
@@ -154,12 +180,12 @@ def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
     target = cls_targets.clone()
     target[positive] = target[positive] * soft_label(tiou, tnd, mode, eps)[:, None]
 
-    logits_v, target_v = cls_logits[valid], target[valid]
+    logits_v, target_v = cls_logits[cls_valid], target[cls_valid]
     log_p, log_1mp = F.logsigmoid(logits_v), F.logsigmoid(-logits_v)
     locq_loss = cls_logits.new_zeros(())
     if mode != "none":
         q_logits = torch.cat(outputs["quality_logits"], dim=1).float()  # (B, P, Q)
-        quality = quality_from_logits(q_logits[valid], mode, eps)[:, None]
+        quality = quality_from_logits(q_logits[cls_valid], mode, eps)[:, None]
         # Eq. (5): the focal loss scores the joint score of Eq. (4), log p = log q + log p_cls.
         log_p = log_p + quality.log()
         log_1mp = torch.log1p(-(log_p.exp()).clamp(max=1 - 1e-6))
@@ -170,6 +196,7 @@ def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer):
     parts["loss"] = (parts["cls_loss"] + lcfg["reg_weight"] * parts["reg_loss"]
                      + lcfg["locq_weight"] * parts["locq_loss"])
     parts["num_pos"] = num_pos
+    parts["num_ignored"] = int((valid & ~cls_valid).sum())
     return parts
 
 
@@ -182,15 +209,17 @@ def batch_targets(points, batch, num_classes, center_radius):
     return torch.stack(cls_t), torch.stack(reg_t)
 
 
-def outputs_loss(model, outputs, batch, cfg, normalizer):
-    """The detector's loss for raw `outputs` of a batch whose `segments` / `labels` are its (pseudo) truth."""
+def outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=False):
+    """The detector's loss for raw `outputs` of a batch whose `segments` / `labels` are its (pseudo)
+    truth; pseudo=True applies semi.background to the points outside the pseudo labels."""
     device = batch["feats"].device
     with torch.autocast(device.type, enabled=False):  # targets and losses in fp32 under bf16 autocast
         points = make_points([m.shape[1] for m in outputs["masks"]], model.strides,
                              cfg["model"]["regression_range"], device)
         cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
                                      cfg["model"]["center_radius"])
-        return detection_loss(outputs, cls_t, reg_t, cfg, normalizer)
+        ignore = uncertain_background(outputs, cls_t, cfg) if pseudo else None
+        return detection_loss(outputs, cls_t, reg_t, cfg, normalizer, ignore)
 
 
 def acp_truth_loss(model, outputs, batch, cfg):
@@ -212,9 +241,10 @@ def _with_acp(model, outputs, batch, cfg, parts):
 
 
 def pseudo_labeled_loss(model, batch, cfg, normalizer):
-    """Loss on pseudo-labeled videos: the detector's and, with ACP, lambda_acp * L_acp^u (Eq. 12)."""
+    """Loss on pseudo-labeled videos: the detector's (with semi.background's rule for the points
+    outside the pseudo labels) and, with ACP, lambda_acp * L_acp^u (Eq. 12)."""
     outputs = model(batch["feats"], batch["mask"])
-    return _with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer))
+    return _with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=True))
 
 
 def labeled_loss(model, batch, cfg, normalizer, bank):

@@ -112,3 +112,59 @@ def test_loss_normalizer_moving_average():
     norm = LossNormalizer(100.0, 0.9)
     assert norm.update(10) == pytest.approx(91.0)  # 0.9 * 100 + 0.1 * 10
     assert norm.update(0) == pytest.approx(82.0)   # an empty batch counts as 1
+
+
+def _semi_cfg(background, alqa="none", thresh=0.1):
+    from common.config import load_config
+    return load_config(None, [f"semi.background={background}", f"semi.background_thresh={thresh}",
+                              f"model.alqa={alqa}"])
+
+
+def _outputs(probs, quality_logits=None):
+    """One video, one level, one class: raw outputs whose class probabilities are `probs`."""
+    p = torch.tensor(probs, dtype=torch.float64)
+    logits = (p.log() - (1 - p).log()).float()[None, :, None]
+    out = {"masks": [torch.ones(1, len(probs), dtype=torch.bool)], "cls_logits": [logits],
+           "offsets": [torch.ones(1, len(probs), 2)]}
+    if quality_logits is not None:
+        out["quality_logits"] = [torch.tensor(quality_logits)[None]]
+    return out
+
+
+def test_uncertain_background_by_hand():
+    from common.losses import uncertain_background
+    # Points: 0 pseudo-labeled positive; 1, 2, 3 outside every pseudo label with class
+    # probabilities 0.6, 0.05, 0.1. With threshold 0.1, points 1 (0.6) and 3 (0.1, equality counts
+    # as not confidently background) are left out; point 2 stays background; the positive never.
+    targets = torch.tensor([[[1.0], [0.0], [0.0], [0.0]]])
+    outputs = _outputs([0.9, 0.6, 0.05, 0.1])
+    assert uncertain_background(outputs, targets, _semi_cfg("confident")).tolist() == [[False, True, False, True]]
+    assert uncertain_background(outputs, targets, _semi_cfg("all")) is None
+    # With ALQA the score is the joint score (Eq. 4): P_cls 0.6 with P_tiou 0.8, P_tnd 0.2 gives
+    # 0.36 (left out); P_cls 0.6 with P_tiou 0.2, P_tnd 0.8 gives max(-0.6, 0.01) * 0.6 = 0.006
+    # (background).
+    q = [[0.0, 0.0], [math.log(4), -math.log(4)], [-math.log(4), math.log(4)], [0.0, 0.0]]
+    outputs = _outputs([0.9, 0.6, 0.6, 0.05], q)
+    got = uncertain_background(outputs, targets, _semi_cfg("confident", "tiou_tnd"))
+    assert got.tolist() == [[False, True, False, False]]
+    with pytest.raises(ValueError, match="semi.background"):
+        uncertain_background(outputs, targets, _semi_cfg("sometimes"))
+
+
+def test_detection_loss_leaves_ignored_points_out_by_hand():
+    from common.losses import detection_loss
+    # alqa none, one class. Point 0: positive, p 0.9 -> 0.25 * 0.1^2 * -ln 0.9; point 1: ignored
+    # (p 0.6); point 2: background, p 0.2 -> 0.75 * 0.2^2 * -ln 0.8. One positive: the moving
+    # average of positives is 0.9 * 100 + 0.1 * 1 = 90.1.
+    cfg = _semi_cfg("confident")
+    targets = torch.tensor([[[1.0], [0.0], [0.0]]])
+    reg = torch.ones(1, 3, 2)  # the positive's prediction equals its target: no regression loss
+    ignore = torch.tensor([[False, True, False]])
+    parts = detection_loss(_outputs([0.9, 0.6, 0.2]), targets, reg, cfg, LossNormalizer(), ignore)
+    by_hand = (0.25 * 0.01 * -math.log(0.9) + 0.75 * 0.04 * -math.log(0.8)) / 90.1
+    assert parts["cls_loss"].item() == pytest.approx(by_hand, rel=1e-5)
+    assert parts["num_ignored"] == 1 and parts["num_pos"] == 1
+    # without the mask, point 1 adds 0.75 * 0.6^2 * -ln 0.4
+    parts = detection_loss(_outputs([0.9, 0.6, 0.2]), targets, reg, cfg, LossNormalizer())
+    assert parts["cls_loss"].item() == pytest.approx(by_hand + 0.75 * 0.36 * -math.log(0.4) / 90.1, rel=1e-5)
+    assert parts["num_ignored"] == 0
