@@ -205,3 +205,22 @@ def test_icd_on_fpn_features(chain, tmp_path):
                                      "--out", str(tmp_path / "pl.json")])
     icd = [a["icd"] for v in json.load(open(tmp_path / "pl.json"))["database"].values() for a in v["annotations"]]
     assert icd and all(0.0 <= x <= 1.0 for x in icd)
+
+
+def test_oracle_file_holds_the_truth_and_trains_with_confident_background(chain):
+    import sys
+    sys.path.insert(0, "benchmarks")
+    import oracle_labels
+    out, sets = chain["out"], chain["sets"]
+    oracle_labels.main(_args(sets) + ["--out", str(out / "oracle.json")])
+    truth, classes = load_annotations(os.path.join(chain["root"], "annotations.json"))
+    got, _ = load_annotations(str(out / "oracle.json"), classes, strict=True)
+    unlabeled = [v.strip() for v in open(os.path.join(chain["root"], "splits", "unlabeled_40pct.txt")) if v.strip()]
+    assert sorted(got) == sorted(unlabeled)
+    for vid in unlabeled:  # the reader's (clipped) truth, to the file's 3 decimals
+        assert np.allclose(got[vid].segments, truth[vid].segments, atol=5e-4)
+        assert got[vid].labels.tolist() == truth[vid].labels.tolist()
+    train_semi.main(_args(sets + ["semi.background=confident"]) + [
+        "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "oracle.json"), "--out", str(out / "oracle")])
+    log = [json.loads(line) for line in open(out / "oracle" / "log.jsonl")]
+    assert "u_num_ignored" in log[-1] and np.isfinite(log[-1]["loss"])

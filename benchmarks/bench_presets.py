@@ -1,0 +1,224 @@
+"""The semi-supervised round on every difficulty preset of the embedded generator, over seeds.
+
+For each preset (common/synthetic.py: small, scenes, blurry, confusable, hard) and seed, chains the
+stage scripts with the config's defaults:
+  ACP pre-training -> supervised detector (10% labeled) -> evaluation
+  per variant: pseudo labels -> semi-supervised round 1 -> evaluation -> pseudo labels from
+               round 1 -> round 2 -> evaluation
+  oracle:      the round trained on the unlabeled videos' true labels (benchmarks/oracle_labels.py)
+               from the same supervised detector -> evaluation: the ceiling of one round
+and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos.
+A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
+has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
+tau_neg 0.15, tau_pos = mean + 1 std). Finished steps under --out are reused, and several copies
+of the command share the work through lock files (OMP_NUM_THREADS=1 each on the CPU).
+
+Prints per preset: avg mAP (%) as mean ± sample std over the seeds that finished, the share of the
+supervised -> oracle gap each round closed, and writes OUT/presets.md and OUT/presets.json.
+The check: exits with status 1, naming them, when a variant's round ends below its supervised
+start (mean over seeds) on any preset; --check names the variants checked (default: default).
+
+  python benchmarks/bench_presets.py                                # every preset, seeds 0 1 2
+  python benchmarks/bench_presets.py --presets hard --seeds 0 1 2 --variants default paper
+  python benchmarks/bench_presets.py --variant dense=pseudo.tau_neg=0.05,pseudo.pos_std=0.0
+  python benchmarks/bench_presets.py --report                       # tables from the runs found
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common.config import atomic_write_text, load_config  # noqa: E402
+from common.synthetic import PRESETS  # noqa: E402
+from reproduce import Runner, mean_std  # noqa: E402
+
+PRESET_NAMES = ["small"] + list(PRESETS)
+# The paper's reading of the round, next to whatever the defaults are now.
+VARIANTS = {
+    "default": [],
+    "paper": ["semi.background=all", "pseudo.tau_neg=0.15", "pseudo.pos_std=1.0"],
+}
+PLAIN = ["model.alqa=none", "acp.mode=none"]
+
+
+def preset_sets(preset, ratio=10):
+    """Overrides that point the default config at a preset's data and its split."""
+    root = f"data/synthetic_{preset}"
+    return [f"dataset.synthetic_size={preset}", f"dataset.name=synthetic-{preset}",
+            f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features",
+            f"dataset.labeled_split={root}/splits/labeled_{ratio}pct.txt",
+            f"dataset.unlabeled_split={root}/splits/unlabeled_{ratio}pct.txt"]
+
+
+def args_of(args, preset, seed, extra=()):
+    sets = preset_sets(preset, args.ratio) + [f"seed={seed}"] + list(extra) + args.set
+    return ["--config", args.config, "--device", args.device, "--no-progress"] + sum((["--set", s] for s in sets), [])
+
+
+def evaluation(label, sets, run):
+    metrics = os.path.join(run, "metrics.json")
+    return (label, "evaluate.py", sets + ["--checkpoint", os.path.join(run, "last.pt"), "--out",
+                                          os.path.join(run, "predictions.json"), "--json", metrics,
+                                          "--no-per-class"], metrics, os.path.join(run, "evaluate.log"))
+
+
+def semi_steps(label, sets, init, pl, run, pl_script="pseudo_label.py"):
+    pl_args = sets + (["--checkpoint", init] if pl_script == "pseudo_label.py" else []) + ["--out", pl]
+    return [(label, pl_script, pl_args, pl, os.path.join(run, "pseudo_label.log")),
+            (label, "train_semi.py", sets + ["--init", init, "--pseudo-labels", pl, "--out", run, "--resume"],
+             os.path.join(run, "done"), os.path.join(run, "stage.log")),
+            evaluation(label, sets, run)]
+
+
+def cell_steps(args, preset, seed):
+    """Every step of one (preset, seed), in an order that runs the shared ones first."""
+    base = os.path.join(args.out, preset, f"seed{seed}")
+    label = f"{preset}, seed {seed}"
+    sets = args_of(args, preset, seed)
+    acp, sup = os.path.join(base, "acp"), os.path.join(base, "supervised")
+    init = os.path.join(sup, "last.pt")
+    steps = [(label, "pretrain_acp.py", sets + ["--out", acp, "--resume"], os.path.join(acp, "done"),
+              os.path.join(acp, "stage.log")),
+             (label, "train_supervised.py", sets + ["--init", os.path.join(acp, "last.pt"), "--out", sup, "--resume"],
+              os.path.join(sup, "done"), os.path.join(sup, "stage.log")),
+             evaluation(label, sets, sup)]
+    for name in args.variants:
+        vsets = args_of(args, preset, seed, args.variant_sets[name])
+        prev = init
+        for r in range(1, args.rounds + 1):
+            run = os.path.join(base, name, f"round{r}")
+            steps += semi_steps(f"{label}, {name} round {r}", vsets, prev, os.path.join(run, "pseudo_labels.json"), run)
+            prev = os.path.join(run, "last.pt")
+    if args.oracle:
+        run = os.path.join(base, "oracle")
+        steps += semi_steps(f"{label}, oracle", sets, init, os.path.join(run, "pseudo_labels.json"), run,
+                            pl_script="benchmarks/oracle_labels.py")
+    if args.plain:
+        run, psets = os.path.join(base, "plain"), args_of(args, preset, seed, PLAIN)
+        steps += [(f"{label}, plain", "train_supervised.py", psets + ["--out", run, "--resume"],
+                   os.path.join(run, "done"), os.path.join(run, "stage.log")), evaluation(f"{label}, plain", psets, run)]
+    return steps
+
+
+# ---------------------------------------------------------------- the report
+
+def read_avg(path):
+    path = os.path.join(path, "metrics.json")
+    return 100 * json.load(open(path))["average"] if os.path.exists(path) else None
+
+
+def rows_of(args, preset):
+    """{row name: {seed: avg mAP}} for the runs of a preset found on disk."""
+    runs = {"supervised": "supervised", "plain ActionFormer (alqa none, acp none)": "plain", "oracle round": "oracle"}
+    for name in args.variants:
+        for r in range(1, args.rounds + 1):
+            runs[f"{name} round {r}"] = os.path.join(name, f"round{r}")
+    rows = {}
+    for row, sub in runs.items():
+        found = {s: read_avg(os.path.join(args.out, preset, f"seed{s}", sub)) for s in args.seeds}
+        rows[row] = {s: v for s, v in found.items() if v is not None}
+    return rows
+
+
+def fmt(values):
+    if not values:
+        return ""
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {std:.2f}"
+
+
+def gap_closed(rows, row):
+    """Mean over seeds of (round - supervised) / (oracle - supervised), in %."""
+    shares = [(rows[row][s] - rows["supervised"][s]) / (rows["oracle round"][s] - rows["supervised"][s])
+              for s in rows[row] if s in rows["supervised"] and s in rows["oracle round"]
+              and rows["oracle round"][s] > rows["supervised"][s]]
+    return f"{100 * sum(shares) / len(shares):.0f}%" if shares else ""
+
+
+def report(args):
+    lines = [f"Avg mAP (%) at {args.ratio}% labeled, mean ± sample std over the seeds found (of "
+             f"{' '.join(map(str, args.seeds))}); 'gap' = share of the supervised -> oracle gap closed.", "",
+             "| preset | run | avg mAP | seeds | gap |", "|---|---|---|---|---|"]
+    record, failures = {}, []
+    for preset in args.presets:
+        rows = rows_of(args, preset)
+        record[preset] = rows
+        for row, found in rows.items():
+            if found:
+                gap = gap_closed(rows, row) if row not in ("supervised", "oracle round") and "round" in row else ""
+                lines.append(f"| {preset} | {row} | {fmt(list(found.values()))} | {len(found)} | {gap} |")
+        sup = list(rows["supervised"].values())
+        for name in args.check:
+            for r in range(1, args.rounds + 1):
+                got = list(rows.get(f"{name} round {r}", {}).values())
+                if sup and got and mean_std(got)[0] < mean_std(sup)[0]:
+                    failures.append(f"{preset}: {name} round {r} {mean_std(got)[0]:.2f} < supervised "
+                                    f"{mean_std(sup)[0]:.2f}")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(os.path.join(args.out, "presets.md"), text)
+    atomic_write_text(os.path.join(args.out, "presets.json"), json.dumps(record, indent=1) + "\n")
+    return text, failures
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--presets", nargs="+", choices=PRESET_NAMES, default=PRESET_NAMES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ratio", type=int, default=10, help="labeled percentage (10, 20, 40 or 60)")
+    parser.add_argument("--variants", nargs="+", default=["default", "paper"],
+                        help="variants to run (default and paper are built in; others via --variant)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE,KEY=VALUE",
+                        help="define a variant by its overrides of the pseudo-label and semi steps (repeatable)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-oracle", dest="oracle", action="store_false")
+    parser.add_argument("--plain", action="store_true", help="also the plain ActionFormer detector")
+    parser.add_argument("--check", nargs="+", default=["default"], help="variants whose rounds must beat supervised")
+    parser.add_argument("--out", default="outputs/presets")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for every run (part of no run's name: use a new --out)")
+    parser.add_argument("--report", action="store_true", help="the tables from the runs found, run nothing")
+    args = parser.parse_args(argv)
+    args.variant_sets = dict(VARIANTS)
+    for text in args.variant:
+        name, _, sets = text.partition("=")
+        if not name or not sets:
+            parser.error(f"--variant expects NAME=KEY=VALUE[,KEY=VALUE...], got {text!r}")
+        args.variant_sets[name] = sets.split(",")
+    unknown = [v for v in args.variants + args.check if v not in args.variant_sets]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; define it with --variant {unknown[0]}=KEY=VALUE,...")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for preset in args.presets:  # every override is valid before hours of training start
+        load_config(args.config, preset_sets(preset, args.ratio) + sum(args.variant_sets.values(), []) + args.set)
+    if not args.report:
+        runner = Runner(args, None, None)
+        cells = [cell_steps(args, p, s) for s in args.seeds for p in args.presets]
+        runner.total_runs = len({step[3] for c in cells for step in c if not os.path.exists(step[3])})
+        print(f"presets {args.presets}, seeds {args.seeds}, variants {args.variants}: {runner.total_runs} "
+              f"steps to run (finished ones in {args.out} are reused)", flush=True)
+        runner.run_cells(cells)
+        print(f"finished in {(time.time() - runner.started) / 60:.1f} min")
+    text, failures = report(args)
+    print("\n" + text + f"\nwrote {os.path.join(args.out, 'presets.md')}")
+    if failures:
+        print("CHECK FAILED: the semi-supervised round ended below its supervised start:\n  "
+              + "\n  ".join(failures), file=sys.stderr)
+        raise SystemExit(1)
+    return text
+
+
+if __name__ == "__main__":
+    main()
