@@ -3,6 +3,8 @@
 Either runs a checkpoint (EMA weights) over the evaluation videos and writes its predictions in
 the ActivityNet results format, or scores an existing results file from any detector. Prints the
 mAP per tIoU threshold, their average, and a per-class table; --json writes the figures.
+The ground truth is every segment of the evaluation subset as the annotation file gives it, as the
+official Evaluation/eval_detection.py reads it: the clipping and dropping training does is not done here.
 
 Examples:
   python evaluate.py --config configs/default.yaml --checkpoint outputs/sup10/last.pt \\
@@ -13,14 +15,14 @@ import json
 import math
 import time
 
-from common.checkpoint import eval_weights, load_checkpoint
+from common.checkpoint import load_checkpoint
 from common.config import atomic_write_text
-from common.data import DataError, VideoDataset
+from common.data import DataError, VideoDataset, id_forms, load_annotations
 from common.detect import predict, to_results_json
 from common.distributed import is_main
 from common.metrics import compute_map, format_map_table
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of, eval_ids,
-                          load_data, make_parser, run_main)
+                          load_data, load_weights, make_parser, run_main, subset_ids)
 
 
 def parse_args(argv=None):
@@ -37,8 +39,13 @@ def parse_args(argv=None):
     return args
 
 
-def read_predictions(path):
-    """An ActivityNet results file, checked entry by entry: {video_id: [{label, score, segment}]}."""
+def read_predictions(path, videos, classes):
+    """An ActivityNet results file, checked entry by entry: {video_id: [{label, score, segment}]}.
+
+    A video the annotation file lacks or a label outside the class list is an error: the official
+    code would count the first as false positives and crash on the second, and both mean the file
+    belongs to another dataset.
+    """
     try:
         with open(path) as f:
             data = json.load(f)
@@ -46,22 +53,34 @@ def read_predictions(path):
         raise DataError(f"{path}: cannot read: {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: broken JSON at line {e.lineno}: {e.msg}") from None
+    except ValueError as e:  # not text at all
+        raise DataError(f"{path}: not a JSON text file ({type(e).__name__})") from None
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, dict):
         raise DataError(f"{path}: results: missing (expected {{\"results\": {{video_id: [...]}}}})")
+    names = set(classes)
     for vid, preds in results.items():
+        if vid not in videos:
+            raise DataError(f"{path}: video {vid}: not a video of the annotation file{_other_form(vid, videos)}")
         if not isinstance(preds, list):
             raise DataError(f"{path}: video {vid}: expected a list of predictions")
         for i, p in enumerate(preds):
-            _check_prediction(path, vid, i, p)
+            _check_prediction(path, vid, i, p, names)
     return results
 
 
-def _check_prediction(path, vid, i, p):
+def _other_form(vid, videos):
+    other = id_forms(vid)[1]
+    return f" (it has {other}: write the ids as it does)" if other in videos else ""
+
+
+def _check_prediction(path, vid, i, p, names):
     where = f"{path}: video {vid}: prediction {i}"
     if not isinstance(p, dict) or not {"label", "score", "segment"} <= set(p):
         raise DataError(f"{where}: needs label, score and segment")
-    score, seg = p["score"], p["segment"]
+    label, score, seg = p["label"], p["score"], p["segment"]
+    if not isinstance(label, str) or label not in names:
+        raise DataError(f"{where}: label: {label!r} is not in the class list ({len(names)} classes)")
     if not _is_number(score):
         raise DataError(f"{where}: score: not a number: {score!r}")
     if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(x) for x in seg)):
@@ -70,27 +89,47 @@ def _check_prediction(path, vid, i, p):
         raise DataError(f"{where}: segment: reversed {seg}")
 
 
+def ground_truth(cfg, classes):
+    """{video_id: [{label, segment}]} of the evaluation subset, every segment as the file gives it.
+
+    The official evaluator clips and drops nothing, so neither do we here (training does, and says
+    so): a segment past its video's end still counts, though no prediction clipped to the video can
+    reach it, and an empty one [t, t] has tIoU 0 with every prediction (the official formula gives
+    0 / length; only an empty prediction on it would give its 0 / 0).
+    """
+    dcfg = cfg["dataset"]
+    path, subset = dcfg["annotation_file"], dcfg["eval_subset"]
+    given, _ = load_annotations(path, classes, dcfg["default_fps"], as_given=True)
+    ids = subset_ids(given, subset, path)
+    truth = {v: [{"label": classes[int(l)], "segment": [float(a), float(b)]}
+                 for (a, b), l in zip(given[v].segments, given[v].labels)] for v in ids}
+    count = sum(map(len, truth.values()))
+    if count == 0:
+        raise DataError(f"{path}: subset {subset!r}: no action to score in its {len(ids)} videos")
+    print(f"scoring against {count} ground-truth segments of {len(ids)} {subset!r} videos, as given in {path} "
+          "(the official protocol clips and drops none)")
+    return truth
+
+
 def _is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    # 1. Config and the ground truth of the evaluation subset.
+    # 1. Config and the ground truth of the evaluation subset, as the official code reads it.
     cfg = config_from_args(args)
     videos, classes = load_data(cfg)
-    ids = eval_ids(cfg, videos) if args.checkpoint else sorted(
-        v for v, info in videos.items() if info.subset == cfg["dataset"]["eval_subset"])
-    ground_truth = {v: [{"label": classes[int(l)], "segment": list(map(float, s))}
-                        for s, l in zip(videos[v].segments, videos[v].labels)] for v in ids}
+    truth = ground_truth(cfg, classes)
 
     # 2. Predictions: run the checkpoint, or read a results file.
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
-        cfg = config_with_model_of(cfg, ckpt)
+        cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
+        ids = eval_ids(cfg, videos)
         device = device_of(args)  # under torchrun each process predicts its share of the videos
         model = build_detector(cfg, classes, device)
-        model.load_state_dict(eval_weights(ckpt))
+        load_weights(model, ckpt, args.checkpoint)
         start = time.time()
         dataset = VideoDataset(cfg["dataset"], videos, ids, training=False)
         results = to_results_json(predict(model, dataset, cfg, device, not args.no_progress), classes)
@@ -101,10 +140,10 @@ def main(argv=None):
         print(f"wrote {args.out}: {len(ids)} videos in {seconds:.1f}s ({len(ids) / seconds:.1f} videos/s)")
         predictions = results["results"]
     else:
-        predictions = read_predictions(args.predictions)
+        predictions = read_predictions(args.predictions, videos, classes)
 
     # 3. The mAP, printed and optionally written.
-    metrics = compute_map(ground_truth, predictions, cfg["dataset"]["tiou_thresholds"], classes)
+    metrics = compute_map(truth, predictions, cfg["dataset"]["tiou_thresholds"], classes)
     print(format_map_table(metrics, per_class=not args.no_per_class))
     if args.json:
         atomic_write_text(args.json, json.dumps(metrics, indent=2))

@@ -6,6 +6,9 @@ keys such as "score" and a top-level "meta"):
                              "annotations": [{"label", "segment": [start_s, end_s], "label_id"}]}}}
 Features are one array (T, D) per video in `<feature_dir>/<video_id>.npy`. Feature i sees the frames
 [i * feat_stride, i * feat_stride + num_frames), so grid point i is the centre of that window.
+ActivityNet ids come with and without a "v_" prefix (anet1.3.json has none, the SSTAP split lists and
+many feature files have it): split files and feature files may use either form, as long as only one
+form matches.
 
 Every problem in the inputs is a one-line DataError "<file>: video <id>: <field>: <problem>",
 raised when the data is read, so a bad file fails before training starts, not in the middle of it.
@@ -146,8 +149,19 @@ def _check_strict(path, vid, k, start, end, duration, extra):
             raise data_error(path, f"expected a number, got {extra[key]!r}", vid, f"{where}.{key}")
 
 
-def _parse_video(path, vid, entry, index, default_fps, strict=False):
-    """One database entry -> (Video, {repair: count})."""
+def _repair(start, end, duration, repairs):
+    """The segment as training sees it, or None where it is dropped; counted in `repairs`."""
+    if start >= duration or end == start:
+        # no feature covers it, or it has no extent: nothing to learn, nothing to find
+        repairs["past" if start >= duration else "empty"] += 1
+        return None
+    if end > duration:
+        repairs["clipped"] += 1
+    return start, min(end, duration)
+
+
+def _parse_video(path, vid, entry, index, default_fps, strict=False, as_given=False):
+    """One database entry -> (Video, {repair: count}); as_given: no repair at all."""
     if not isinstance(entry, dict):
         raise data_error(path, f"expected an object, got {entry!r}", vid)
     if not isinstance(entry.get("subset"), str):
@@ -165,13 +179,10 @@ def _parse_video(path, vid, entry, index, default_fps, strict=False):
         start, end, label, ann_extra = _parse_annotation(path, vid, k, ann, index)
         if strict:
             _check_strict(path, vid, k, start, end, duration, ann_extra)
-        if start >= duration or end == start:
-            # no feature covers it, or it has no extent: nothing to learn, nothing to find
-            repairs["past" if start >= duration else "empty"] += 1
+        segment = (start, end) if as_given else _repair(start, end, duration, repairs)
+        if segment is None:
             continue
-        if end > duration:
-            end, repairs["clipped"] = duration, repairs["clipped"] + 1
-        segments.append((start, end))
+        segments.append(segment)
         labels.append(label)
         extra.append(ann_extra)
     video = Video(vid, entry["subset"], duration, fps,
@@ -192,47 +203,74 @@ def _print_repairs(path, per_video):
         print(f"{path}: {text.format(n=sum(counts.values()))}{names}")
 
 
-def load_annotations(path, classes=None, default_fps=None, strict=False):
+def load_annotations(path, classes=None, default_fps=None, strict=False, as_given=False):
     """Read and check an annotation (or pseudo-label) file -> ({video_id: Video}, class names).
 
     `classes` None: the file's labels ordered by label_id. Segments ending past their video's
     duration are clipped to it; empty ones and those starting at or past it are dropped (printed).
     strict=True (pseudo-label files) makes those an error, and non-numeric scores too.
+    as_given=True keeps every segment as the file gives it, as the official ActivityNet evaluator
+    reads ground truth: evaluation must count the segments training cannot use.
     """
     data = _read_json(path)
     db = data.get("database") if isinstance(data, dict) else None
     if not isinstance(db, dict):
         raise data_error(path, 'missing "database" object')
+    if strict and not db:  # a pseudo-label file without videos leaves semi-supervised training nothing
+        raise data_error(path, "holds no video", where="database")
     classes = _derive_classes(db) if classes is None else list(classes)
     if len(set(classes)) != len(classes):
         raise data_error(path, f"the class list names a class twice: {classes}", where="classes")
     index = {name: i for i, name in enumerate(classes)}
     videos, per_video = {}, {}
     for vid, entry in db.items():
-        videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps, strict)
+        videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps, strict, as_given)
     _print_repairs(path, per_video)
     return videos, classes
 
 
 # ---------------------------------------------------------------- labeled / unlabeled splits
 
+def id_forms(video_id):
+    """The id and its other ActivityNet form: "v_" prefix added, or taken off."""
+    if video_id.startswith("v_") and len(video_id) > 2:
+        return video_id, video_id[2:]
+    return video_id, "v_" + video_id
+
+
+def _resolve_id(path, vid, videos, where):
+    """The annotation file's form of a split id written with or without the "v_" prefix."""
+    found = [form for form in id_forms(vid) if form in videos]
+    if len(found) == 2:
+        raise data_error(path, f"ambiguous: both {found[0]} and {found[1]} are videos of the annotation "
+                               "file", vid, where)
+    if not found:
+        raise data_error(path, "not in the annotation file", vid, where)
+    return found[0]
+
+
 def read_split(path, videos=None):
-    """Video ids of a split file, one a line (blank lines and # comments ignored), in file order."""
+    """Video ids of a split file, one a line (blank lines and # comments ignored), in file order.
+
+    Given the annotation's videos, each id is checked against them and returned in their form.
+    """
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError as e:
         raise data_error(path, f"cannot read: {e.strerror}") from None
-    ids, seen = [], set()
+    except UnicodeDecodeError:
+        raise data_error(path, "not a text file") from None
+    ids, first = [], {}
     for n, line in enumerate(lines, 1):
         vid = line.split("#", 1)[0].strip()
         if not vid:
             continue
-        if videos is not None and vid not in videos:
-            raise data_error(path, "not in the annotation file", vid, f"line {n}")
-        if vid in seen:
-            raise data_error(path, "listed twice", vid, f"line {n}")
-        seen.add(vid)
+        if videos is not None:
+            vid = _resolve_id(path, vid, videos, f"line {n}")
+        if vid in first:
+            raise data_error(path, f"listed twice (first on line {first[vid]})", vid, f"line {n}")
+        first[vid] = n
         ids.append(vid)
     return ids
 
@@ -305,29 +343,75 @@ def make_split(videos, subset, ratio, seed, classes):
 
 # ---------------------------------------------------------------- features and the dataset
 
+def feature_path(dcfg, video_id):
+    """`<feature_dir>/<id>.npy`, `v_<id>.npy` or, for an id with the prefix, the file without it.
+
+    Both prefixed forms are tried for an id that starts with "v_": two ActivityNet ids do
+    (v_UmAH95xls), and ActionFormer's file_prefix names their files v_v_<...>.npy.
+    """
+    names = [video_id, "v_" + video_id]
+    if video_id.startswith("v_") and len(video_id) > 2:
+        names.append(video_id[2:])
+    paths = [os.path.join(dcfg["feature_dir"], f"{name}.npy") for name in names]
+    found = [p for p in paths if os.path.isfile(p)]
+    if len(found) > 1:
+        others = " and ".join(os.path.basename(p) for p in found[1:])
+        raise data_error(found[0], f"ambiguous: there is {others} too; keep one of them", video_id, "features")
+    if not found:
+        others = " or ".join(os.path.basename(p) for p in paths[1:])
+        raise data_error(paths[0], f"file is missing (nor is there {others})", video_id, "features")
+    return found[0]
+
+
 def load_features(dcfg, video_id):
     """The memory-mapped (T, D) features of one video, checked against the config."""
-    path = os.path.join(dcfg["feature_dir"], f"{video_id}.npy")
-    if not os.path.isfile(path):
-        raise data_error(path, "file is missing", video_id, "features")
+    return _read_features(dcfg, feature_path(dcfg, video_id), video_id)
+
+
+def _read_features(dcfg, path, video_id):
     try:
         feats = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
         raise data_error(path, f"cannot read as .npy: {e}", video_id, "features") from None
     if (not isinstance(feats, np.ndarray) or feats.ndim != 2 or len(feats) == 0
             or not np.issubdtype(feats.dtype, np.number)):
-        raise data_error(path, f"expected a non-empty numeric (T, D) array, got "
-                               f"{getattr(feats, 'shape', type(feats).__name__)}", video_id, "features")
+        got = f"{feats.shape} {feats.dtype}" if isinstance(feats, np.ndarray) else type(feats).__name__
+        raise data_error(path, f"expected a non-empty numeric (T, D) array, got {got}", video_id, "features")
     if feats.shape[1] != dcfg["feature_dim"]:
         raise data_error(path, f"the array has D={feats.shape[1]}, the config says "
                                f"{dcfg['feature_dim']}", video_id, "feature_dim")
     return feats
 
 
+def _check_finite(path, video_id, feats, rows=4096):
+    """A NaN or Inf would only show up later as a NaN loss naming no file; reads the array once,
+    a block of rows at a time so that a long video never needs a second copy in memory."""
+    if not np.issubdtype(feats.dtype, np.inexact):
+        return
+    for start in range(0, len(feats), rows):
+        bad = ~np.isfinite(feats[start: start + rows])
+        if bad.any():
+            t, d = np.argwhere(bad)[0]
+            raise data_error(path, f"non-finite value {feats[start + t, d]} at step {start + t}, dim {d}",
+                             video_id, "features")
+
+
+# Feature files already read whole and found sound, by (path, size, mtime, D): every stage checks
+# its videos before training, and each dataset checks again, which then costs only a stat.
+_CHECKED = set()
+
+
 def check_features(dcfg, video_ids):
-    """Fail now, naming file and video, rather than at some step of training (reads headers only)."""
+    """Fail now, naming file and video, rather than at some step of training: shape, dtype, and that
+    every value is finite (each file is read whole once per process, then again only if it changes)."""
     for vid in video_ids:
-        load_features(dcfg, vid)
+        path = feature_path(dcfg, vid)
+        feats = _read_features(dcfg, path, vid)
+        stat = os.stat(path)
+        key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, dcfg["feature_dim"])
+        if key not in _CHECKED:
+            _check_finite(path, vid, feats)
+            _CHECKED.add(key)
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -344,6 +428,7 @@ class VideoDataset(torch.utils.data.Dataset):
         if missing:
             raise data_error(dcfg["annotation_file"], f"not in the annotation file ({len(missing)} "
                              "ids missing)", missing[0])
+        check_features(dcfg, video_ids)     # also videos no stage checked, e.g. pseudo-labeled ones
         self.dcfg, self.videos, self.video_ids = dcfg, videos, list(video_ids)
         self.training, self.seed, self.epoch = training, seed, 0
 

@@ -7,7 +7,10 @@ Protocol, for each class and each tIoU threshold separately:
     Otherwise, and always on a video without ground truth of that class, it is a false positive;
   * AP is all-point interpolated: precision over the ranked list is made monotone from the right and
     summed over the recall steps;
-  * mAP is the mean AP over the classes present in the ground truth; a class without predictions has AP 0.
+  * mAP is the mean AP over the classes present in the ground truth; a class without predictions has AP 0;
+  * the ground truth is taken as given (evaluate.py passes every segment of the evaluation subset, as the
+    official code reads it): one past its video's end still counts towards recall, and an empty one
+    [t, t] has tIoU 0 with every non-empty prediction (intersection 0 over the prediction's length).
 
 Where we knowingly differ from the official code:
   * ties in score keep the input order (stable sort); the official sort is unstable, so its order is
