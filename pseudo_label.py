@@ -23,7 +23,7 @@ import os
 import numpy as np
 import torch
 
-from common.checkpoint import eval_weights, load_checkpoint
+from common.checkpoint import load_checkpoint
 from common.config import atomic_write_text
 from common.data import VideoDataset, time_to_grid
 from common.detect import predict
@@ -31,7 +31,7 @@ from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
-                          labeled_ids, load_data, make_parser, run_main, unlabeled_ids)
+                          labeled_ids, load_data, load_weights, make_parser, run_main, unlabeled_ids)
 
 DIGITS = 4
 
@@ -178,12 +178,12 @@ def main(argv=None):
     cfg = config_from_args(args)
     pcfg, dcfg = cfg["pseudo"], cfg["dataset"]
     ckpt = load_checkpoint(args.checkpoint)
-    cfg = config_with_model_of(cfg, ckpt)
+    cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
     device = device_of(args)  # under torchrun each process predicts its share of the videos
     videos, classes = load_data(cfg)
     ids = unlabeled_ids(cfg, videos)
     model = build_detector(cfg, classes, device)
-    model.load_state_dict(eval_weights(ckpt))
+    load_weights(model, ckpt, args.checkpoint)
     model.eval()
 
     # 2. Predictions on the unlabeled videos, with evaluate.py's post-processing.

@@ -19,8 +19,7 @@ import dataclasses
 import functools
 import os
 
-from common.checkpoint import (eval_weights, load_checkpoint, restore_training_state, save_checkpoint,
-                               training_state)
+from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import save_config
 from common.data import VideoDataset, data_error, load_annotations
 from common.distributed import distribute_loss
@@ -29,7 +28,7 @@ from common.engine import (ModelEma, append_jsonl, build_optimizer, build_schedu
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss, pseudo_labeled_loss
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
-                          labeled_ids, load_data, make_parser, prepare_run, run_main)
+                          labeled_ids, load_data, load_weights, make_parser, prepare_run, run_main)
 
 
 def parse_args(argv=None):
@@ -100,7 +99,7 @@ def main(argv=None):
     # 1. Config, seed, device; the detector's shape comes from the checkpoint we start from.
     cfg = config_from_args(args)
     init = load_checkpoint(args.init)
-    cfg = config_with_model_of(cfg, init)
+    cfg = config_with_model_of(cfg, init, args.init)
     device, last = prepare_run(args, cfg)
 
     # 2. Data: labeled videos with ground truth, unlabeled ones with the (checked) pseudo labels.
@@ -115,7 +114,7 @@ def main(argv=None):
 
     # 3. Detector from --init, fresh optimiser and schedule for this round.
     model = build_detector(cfg, classes, device)
-    model.load_state_dict(eval_weights(init))
+    load_weights(model, init, args.init)
     tcfg = {**cfg["train"], "epochs": cfg["semi"]["epochs"], "warmup_epochs": cfg["semi"]["warmup_epochs"]}
     optimizer = build_optimizer(model, tcfg)
     iters = iters_per_epoch(len(unlabeled), tcfg["batch_size"])

@@ -26,7 +26,7 @@ from common.engine import (ModelEma, append_jsonl, build_optimizer, build_schedu
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, labeled_loss
 from common.model import HEAD_PREFIXES
-from common.stage import (add_common_args, build_detector, config_from_args, labeled_ids, load_data,
+from common.stage import (add_common_args, build_detector, check_weights, config_from_args, labeled_ids, load_data,
                           make_parser, prepare_run, run_main)
 
 
@@ -41,6 +41,7 @@ def parse_args(argv=None):
 def initialise(model, ema, path):
     """--init: a full detector checkpoint, or pre-trained parts with fresh heads (listed)."""
     ckpt = load_checkpoint(path)
+    check_weights(ckpt, path)
     fresh = load_pretrained(model, eval_weights(ckpt), path, HEAD_PREFIXES)
     ema.module.load_state_dict(model.state_dict())
     if fresh:

@@ -7,7 +7,9 @@ import argparse
 import os
 import sys
 
-from common.checkpoint import CheckpointError
+import torch
+
+from common.checkpoint import CheckpointError, eval_weights, load_pretrained
 from common.config import ConfigError, from_dict, load_config
 from common.data import DataError, check_features, load_annotations, make_split, read_split, write_split
 from common.distributed import cleanup, setup
@@ -58,14 +60,41 @@ def prepare_run(args, cfg):
 
 
 def config_from_args(args):
-    return load_config(args.config, args.set)
+    try:
+        return load_config(args.config, args.set)
+    except UnicodeDecodeError:  # yaml reads the file lazily, past load_config's checks
+        raise ConfigError(f"{args.config}: not a text file") from None
 
 
-def config_with_model_of(cfg, ckpt):
+def config_with_model_of(cfg, ckpt, path="the checkpoint"):
     """The config of this run, with the detector's architecture taken from the checkpoint."""
+    check_weights(ckpt, path)
+    stored = ckpt.get("config")
+    if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
+        raise CheckpointError(f"{path}: config.model: missing (not a checkpoint of a training stage)")
     cfg = dict(cfg)
-    cfg["model"] = from_dict({"model": ckpt["config"]["model"]})["model"]
+    try:
+        cfg["model"] = from_dict({"model": stored["model"]})["model"]
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: config: {e}") from None
     return cfg
+
+
+def check_weights(ckpt, path):
+    """A torch file that holds no detector weights fails here, in one line, not in a KeyError."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
+    for key in ("ema", "model"):
+        state = ckpt.get(key)
+        if state is not None and not (isinstance(state, dict) and all(map(torch.is_tensor, state.values()))):
+            raise CheckpointError(f"{path}: {key}: expected a state dict of tensors")
+    if not ckpt.get("ema") and not ckpt.get("model"):
+        raise CheckpointError(f"{path}: model: missing (the checkpoint holds no weights)")
+
+
+def load_weights(model, ckpt, path):
+    """The checkpoint's evaluation weights into the detector, strictly; a mismatch names file and key."""
+    load_pretrained(model, eval_weights(ckpt), path)
 
 
 # Labeled ratios of the paper's experiments (Table 1); their splits are written beside the data.
@@ -76,12 +105,25 @@ def load_data(cfg):
     """Generate the embedded dataset (and its splits) if asked and absent; read and check the annotations."""
     dcfg = cfg["dataset"]
     if dcfg["synthetic_size"] and not os.path.exists(dcfg["annotation_file"]):
-        ensure_dataset(os.path.dirname(os.path.abspath(dcfg["annotation_file"])),
-                       dcfg["synthetic_size"], dcfg["synthetic_seed"])
+        generate_into(dcfg)
     videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
     if dcfg["synthetic_size"]:
         ensure_splits(videos, classes, dcfg)
     return videos, classes
+
+
+def generate_into(dcfg):
+    """Generate the embedded dataset where the annotation file should be, but only into an absent or
+    empty folder: a folder holding other files means a mistyped path, not a place to write."""
+    path = dcfg["annotation_file"]
+    root = os.path.dirname(os.path.abspath(path))
+    empty = os.path.isdir(root) and not os.listdir(root)
+    if os.path.exists(root) and not empty:
+        if not os.path.exists(path):  # unless a concurrent run has just generated it there
+            raise DataError(f"{path}: no such annotation file (its folder {root} holds other files, so the "
+                            "embedded dataset is not generated there)")
+        return
+    ensure_dataset(root, dcfg["synthetic_size"], dcfg["synthetic_seed"])
 
 
 def ensure_splits(videos, classes, dcfg):
@@ -114,6 +156,13 @@ def labeled_ids(cfg, videos):
         ids = read_split(dcfg["labeled_split"], videos)
     else:
         ids = subset_ids(videos, dcfg["train_subset"], dcfg["annotation_file"])
+    source = dcfg["labeled_split"] or dcfg["annotation_file"]
+    if not ids:
+        raise DataError(f"{source}: the labeled split lists no video")
+    if not any(len(videos[v].labels) for v in ids):
+        # nothing to learn from, and no instance for the ICD's bank (Eq. 7)
+        raise DataError(f"{source}: none of its {len(ids)} labeled videos holds an action in "
+                        f"{dcfg['annotation_file']}")
     check_features(dcfg, ids)
     return ids
 
@@ -126,6 +175,8 @@ def unlabeled_ids(cfg, videos):
         ids = read_split(dcfg["unlabeled_split"], videos)
     else:
         ids = [v for v in subset_ids(videos, dcfg["train_subset"], dcfg["annotation_file"]) if v not in labeled]
+    if not ids:  # nothing to pseudo-label, and a pseudo-label file without videos trains nothing
+        raise DataError(f"{dcfg['unlabeled_split'] or dcfg['annotation_file']}: lists no unlabeled video")
     overlap = sorted(set(ids) & labeled)
     if overlap:
         raise DataError(f"{dcfg['unlabeled_split']}: video {overlap[0]}: is in the labeled split too")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.data import (DataError, VideoDataset, check_features, collate, grid_to_time,
-                         load_annotations, make_split, read_split, time_to_grid, write_split)
+from common.data import (DataError, VideoDataset, check_features, collate, grid_to_time, load_annotations,
+                         load_features, make_split, read_split, time_to_grid, write_split)
 
 CLASSES = ["Jump", "Run", "Throw"]      # label_id 0, 1, 2
 DIM = 8
@@ -159,6 +159,11 @@ def test_segments_past_the_end_are_clipped_and_counted(tmp_path, capsys):
     assert lines == [f"{path}: clipped 3 segments that end past their video's duration",
                      f"{path}: dropped 1 segments that start at or past their video's duration (v3: 1)",
                      f"{path}: dropped 1 empty segments (end == start) (v3: 1)"]
+    # evaluation reads them as the official evaluator does: as given, nothing clipped or dropped
+    given, _ = load_annotations(str(path), as_given=True)
+    assert given["v1"].segments.tolist() == [[1.0, 3.0], [18.0, 25.0]]
+    assert given["v3"].segments.tolist() == [[8.0, 9.0], [0.0, 0.0], [1.0, 9.0]]
+    assert given["v3"].labels.tolist() == [1, 1, 0] and capsys.readouterr().out == ""
 
 
 # ---------------------------------------------------------------- features
@@ -182,6 +187,102 @@ def test_feature_dim_differs_from_config(tmp_path):
     videos, _ = load_annotations(dcfg["annotation_file"])
     with pytest.raises(DataError, match="feature_dim"):
         VideoDataset(dcfg, videos, ["v1"], training=False)[0]
+
+
+def test_non_finite_features_name_file_video_and_position(tmp_path):
+    dcfg = write_dataset(tmp_path, tiny_database())
+    path = os.path.join(dcfg["feature_dir"], "v2.npy")
+    check_features(dcfg, ["v1", "v2"])
+    for bad in (np.nan, np.inf, -np.inf):
+        feats = np.load(path)
+        feats[7, 3] = bad
+        np.save(path, feats)
+        stat = os.stat(path)  # a file changed since its check is read again, even within one clock tick
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+        with pytest.raises(DataError) as info:
+            check_features(dcfg, ["v1", "v2"])
+        assert str(info.value) == f"{path}: video v2: features: non-finite value {bad} at step 7, dim 3"
+    videos, _ = load_annotations(dcfg["annotation_file"])
+    with pytest.raises(DataError, match="non-finite"):  # a dataset checks its videos too
+        VideoDataset(dcfg, videos, ["v2"], training=True)
+
+
+# ---------------------------------------------------------------- ActivityNet's "v_" prefix
+
+# Two real ActivityNet ids start with "v_" themselves; SSTAP's lists write them v_v_UmAH95xls.
+PREFIX_VIDEOS = dict.fromkeys(["abc", "v_def", "v_UmAH95xls", "ghi", "v_ghi"])
+
+
+@pytest.mark.parametrize("written, resolved", [("abc", "abc"), ("v_abc", "abc"), ("def", "v_def"),
+                                               ("v_def", "v_def"), ("v_v_UmAH95xls", "v_UmAH95xls"),
+                                               ("v_UmAH95xls", "v_UmAH95xls")])
+def test_split_ids_with_or_without_the_prefix(tmp_path, written, resolved):
+    path = tmp_path / "split.txt"
+    path.write_text(f"{written}\n")
+    assert read_split(str(path), PREFIX_VIDEOS) == [resolved]
+    assert read_split(str(path)) == [written]  # without the annotation's videos, ids stay as written
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("abc\nxyz\n", "video xyz: line 2: not in the annotation file"),
+    ("v_xyz\n", "video v_xyz: line 1: not in the annotation file"),
+    ("ghi\n", "video ghi: line 1: ambiguous: both ghi and v_ghi are videos of the annotation file"),
+    ("v_ghi\n", "video v_ghi: line 1: ambiguous: both v_ghi and ghi are videos of the annotation file"),
+    ("abc\nv_abc\n", "video abc: line 2: listed twice (first on line 1)")])
+def test_split_id_unknown_ambiguous_or_twice(tmp_path, text, problem):
+    path = tmp_path / "split.txt"
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        read_split(str(path), PREFIX_VIDEOS)
+    assert str(info.value) == f"{path}: {problem}"
+
+
+@pytest.mark.parametrize("video, file", [("abc", "abc"), ("abc", "v_abc"), ("v_def", "def"), ("v_def", "v_def"),
+                                         ("v_UmAH95xls", "v_v_UmAH95xls"), ("v_UmAH95xls", "UmAH95xls")])
+def test_feature_file_with_or_without_the_prefix(tmp_path, video, file):
+    np.save(tmp_path / f"{file}.npy", np.ones((5, DIM), dtype=np.float32))
+    dcfg = {"feature_dir": str(tmp_path), "feature_dim": DIM}
+    assert load_features(dcfg, video).shape == (5, DIM)
+    check_features(dcfg, [video])
+
+
+def test_feature_file_ambiguous_or_missing(tmp_path):
+    dcfg = {"feature_dir": str(tmp_path), "feature_dim": DIM}
+    for name in ("abc", "v_abc"):
+        np.save(tmp_path / f"{name}.npy", np.ones((5, DIM), dtype=np.float32))
+    with pytest.raises(DataError) as info:
+        load_features(dcfg, "v_abc")
+    assert str(info.value) == f"{tmp_path}/v_abc.npy: video v_abc: features: ambiguous: there is abc.npy too; " \
+                              "keep one of them"
+    with pytest.raises(DataError) as info:
+        load_features(dcfg, "xyz")
+    assert str(info.value) == f"{tmp_path}/xyz.npy: video xyz: features: file is missing (nor is there v_xyz.npy)"
+
+
+ANET = "/work/shared/data/activitynet"
+
+
+@pytest.mark.skipif(not os.path.isdir(ANET), reason="needs /work/shared/data/activitynet")
+def test_sstap_splits_load_against_anet13_in_either_convention(tmp_path):
+    videos, _ = load_annotations(os.path.join(ANET, "anet1.3.json"))
+    training = {v for v, info in videos.items() if info.subset == "training"}
+    assert len(videos) == 14377 and len(training) == 9649
+    sizes = {}
+    for pct in (10, 20, 40, 60):
+        ids = {}
+        for kind in ("labeled", "unlabeled"):
+            path = os.path.join(ANET, f"anet_sstap_{kind}_{pct}pct.txt")
+            written = [line.strip() for line in open(path) if line.strip()]
+            assert all(v.startswith("v_") for v in written)
+            bare = tmp_path / f"{kind}_{pct}.txt"  # the same list in anet1.3.json's convention
+            bare.write_text("".join(v[2:] + "\n" for v in written))
+            ids[kind] = read_split(path, videos)
+            assert read_split(str(bare), videos) == ids[kind] == [v[2:] for v in written]
+            sizes[f"{kind}_{pct}"] = len(ids[kind])
+        labeled, unlabeled = set(ids["labeled"]), set(ids["unlabeled"])
+        assert not labeled & unlabeled and labeled | unlabeled == training  # none missing from anet1.3.json
+    assert sizes == {"labeled_10": 966, "unlabeled_10": 8683, "labeled_20": 1925, "unlabeled_20": 7724,
+                     "labeled_40": 3867, "unlabeled_40": 5782, "labeled_60": 5782, "unlabeled_60": 3867}
 
 
 # ---------------------------------------------------------------- splits
