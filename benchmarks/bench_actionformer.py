@@ -19,6 +19,7 @@ the video, so their predictions are scored on the same time axis.
 
   python benchmarks/bench_actionformer.py                        # 100% labeled, 26 min on one loaded CPU thread
   python benchmarks/bench_actionformer.py --ratio 10 --epochs 2  # a quick end-to-end check
+  python benchmarks/bench_actionformer.py --ratio 10 --preset hard --seeds 0 1 2   # a difficulty preset, 3 seeds
 """
 import argparse
 import json
@@ -34,6 +35,10 @@ sys.path.insert(0, ROOT)
 from common.config import load_config  # noqa: E402
 from common.data import load_features, time_to_grid  # noqa: E402
 from common.stage import eval_ids, labeled_ids, load_data  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_presets import PRESET_NAMES, preset_sets  # noqa: E402
+from reproduce import mean_std  # noqa: E402
 
 PACKAGE = "actionformer==1.5.0"
 DRIVER = os.path.join(ROOT, "benchmarks", "actionformer_driver.py")
@@ -51,6 +56,10 @@ def parse_args(argv=None):
                         help="labeled percentage: 100 (every training video) or 10, 20, 40, 60")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override train.epochs (after warmup) for both, e.g. 2 for a quick check")
+    parser.add_argument("--preset", default="small", choices=PRESET_NAMES,
+                        help="the embedded dataset's preset (common/synthetic.py; small is the default config's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="seeds of both detectors; with several, the mean and spread are printed last")
     parser.add_argument("--out", default="outputs/bench_actionformer")
     parser.add_argument("--af-venv", default="outputs/actionformer_venv",
                         help="virtual environment of the package (created here when it lacks it)")
@@ -243,23 +252,15 @@ def print_table(rows, ours, theirs, title, notes):
     print("\n".join(f"- {n}" for n in notes))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    start = time.time()
-    env = dict(os.environ)
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    out = os.path.join(args.out, f"labeled{args.ratio}" + (f"_epochs{args.epochs}" if args.epochs else ""))
-
-    # 1. The package, installed into its own environment where it is missing (or a one-line skip).
-    python, why = ensure_package(args.af_venv, os.path.join(args.out, "install.log"))
-    if python is None:
-        print(f"bench_actionformer: skipped: {PACKAGE} cannot be installed: {why}")
-        return None
+def compare(args, python, env, seed):
+    """Both detectors on one preset and seed; prints their table and returns both results."""
+    out = os.path.join(args.out, ("" if args.preset == "small" else f"{args.preset}_") + f"labeled{args.ratio}"
+                       + (f"_epochs{args.epochs}" if args.epochs else "") + (f"_seed{seed}" if seed else ""))
 
     # 2. One config for both: ours with plain ActionFormer, mapped onto the package's.
-    split = "null" if args.ratio == 100 else f"data/synthetic_small/splits/labeled_{args.ratio}pct.txt"
-    sets = ["model.alqa=none", "acp.mode=none", f"dataset.labeled_split={split}"]
+    sets = preset_sets(args.preset, args.ratio) + ["model.alqa=none", "acp.mode=none", f"seed={seed}"]
+    if args.ratio == 100:
+        sets += ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
     sets += [f"train.epochs={args.epochs}"] if args.epochs else []
     cfg = load_config(args.config, sets)
     videos, classes = load_data(cfg)  # generates the embedded dataset and its splits on first use
@@ -286,12 +287,34 @@ def main(argv=None):
     rows = [("ours (alqa none, acp none)", ours["metrics"], f"{ours['s_per_iter']:.3f}"),
             (f"{PACKAGE} (PyPI)", theirs["metrics"], f"{theirs['s_per_iter']:.3f}"),
             (f"{PACKAGE}, weights without EMA (diagnostic)", theirs["metrics_raw"], "")]
-    title = (f"Plain ActionFormer, ours against the package: {args.ratio}% labeled ({len(train_ids)} videos), "
-             f"{epochs} epochs ({ours['iters']} / {theirs['iters']} iterations), {args.config}, device {args.device}, "
+    title = (f"Plain ActionFormer, ours against the package: preset {args.preset}, seed {seed}, {args.ratio}% labeled "
+             f"({len(train_ids)} videos), {epochs} epochs ({ours['iters']} / {theirs['iters']} iterations), "
+             f"{args.config}, device {args.device}, "
              f"threads {args.threads or os.environ.get('OMP_NUM_THREADS', 'default')}")
     print_table(rows, ours, theirs, title, notes)
-    print(f"(wall time {time.time() - start:.0f} s; runs reused from {out} when present)")
-    return {"ours": ours, "actionformer": theirs}
+    return ours, theirs
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    env = dict(os.environ)
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+
+    # 1. The package, installed into its own environment where it is missing (or a one-line skip).
+    python, why = ensure_package(args.af_venv, os.path.join(args.out, "install.log"))
+    if python is None:
+        print(f"bench_actionformer: skipped: {PACKAGE} cannot be installed: {why}")
+        return None
+    results = [compare(args, python, env, seed) for seed in args.seeds]
+    if len(results) > 1:
+        ours, theirs = ([100 * r[k]["metrics"]["average"] for r in results] for k in (0, 1))
+        print(f"\nseeds {args.seeds}: avg mAP ours " + "%.2f ± %.2f" % mean_std(ours) + " ("
+              + ", ".join(f"{x:.2f}" for x in ours) + f"), {PACKAGE} " + "%.2f ± %.2f" % mean_std(theirs)
+              + " (" + ", ".join(f"{x:.2f}" for x in theirs) + ")")
+    print(f"(wall time {time.time() - start:.0f} s; runs reused under {args.out} when present)")
+    return results
 
 
 if __name__ == "__main__":
