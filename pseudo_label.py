@@ -5,6 +5,8 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
   1. drops those with joint score <= tau_neg; tau_pos = mean + pos_std * std of the rest (Eq. 6),
      per video or over the whole unlabeled set (pseudo.scope); positives >= tau_pos, candidates
      between (pseudo.selection=fixed instead keeps class scores >= 0.3, the paper's baseline);
+     With pseudo.video_topk = k > 0, only predictions of the video's k most likely classes (the
+     largest sums of joint scores) are considered; the others are rejected as 'other_class';
   2. scores positives and candidates with ICD (Eq. 10): positives with S < tau_icd are removed
      (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both);
   3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
@@ -54,13 +56,36 @@ def adaptive_threshold(scores, tau_neg, pos_std):
     return float(kept.mean() + pos_std * kept.std())
 
 
-def initial_status(pred, pcfg, tau_pos):
-    """'positive' / 'candidate' / 'below_tau_neg' per prediction, before ICD."""
+def video_classes(pred, k, tau_neg):
+    """The video's k most likely classes: the largest sums of joint scores above tau_neg (all of the
+    video's predictions where none is above). THUMOS14 videos hold one class (85%) or two, and
+    ActivityNet's one: a video-level vote is surer than each prediction's own class."""
+    scores, labels = pred["scores"], pred["labels"]
+    keep = scores > tau_neg if (scores > tau_neg).any() else np.ones(len(scores), dtype=bool)
+    classes, inverse = np.unique(labels[keep], return_inverse=True)
+    mass = np.bincount(inverse, weights=scores[keep], minlength=len(classes))
+    order = np.lexsort((classes, -mass))  # largest mass first, ties to the lower class id
+    return classes[order[:k]]
+
+
+def class_mask(pred, pcfg):
+    """Predictions of the video's classes (pseudo.video_topk > 0), or every prediction (0)."""
+    if pcfg["video_topk"] <= 0 or len(pred["labels"]) == 0:
+        return np.ones(len(pred["labels"]), dtype=bool)
+    return np.isin(pred["labels"], video_classes(pred, pcfg["video_topk"], pcfg["tau_neg"]))
+
+
+def initial_status(pred, pcfg, tau_pos, in_class=None):
+    """'positive' / 'candidate' / 'below_tau_neg' / 'other_class' per prediction, before ICD."""
     if pcfg["selection"] == "fixed":  # the baseline: class confidence alone, no candidates
-        return np.where(pred["cls_score"] >= pcfg["fixed_threshold"], "positive",
-                        np.where(pred["scores"] > pcfg["tau_neg"], "candidate", "below_tau_neg"))
-    s = pred["scores"]
-    return np.where(s >= tau_pos, "positive", np.where(s > pcfg["tau_neg"], "candidate", "below_tau_neg"))
+        status = np.where(pred["cls_score"] >= pcfg["fixed_threshold"], "positive",
+                          np.where(pred["scores"] > pcfg["tau_neg"], "candidate", "below_tau_neg"))
+    else:
+        s = pred["scores"]
+        status = np.where(s >= tau_pos, "positive", np.where(s > pcfg["tau_neg"], "candidate", "below_tau_neg"))
+    if in_class is not None:  # not one of the video's classes: never a pseudo label, shown when above tau_neg
+        status = np.where(in_class | (status == "below_tau_neg"), status, "other_class").astype(status.dtype)
+    return status
 
 
 def refine(status, icd, mode, pcfg):
@@ -73,13 +98,14 @@ def refine(status, icd, mode, pcfg):
     return accepted, reason
 
 
-def thresholds(results, pcfg):
-    """tau_pos per video: its own (scope video) or one over every unlabeled video (scope dataset)."""
+def thresholds(results, pcfg, masks=None):
+    """tau_pos per video: its own (scope video) or one over every unlabeled video (scope dataset),
+    from the joint scores of the predictions `masks` keeps (the video's classes)."""
+    scores = {vid: r["scores"] if masks is None else r["scores"][masks[vid]] for vid, r in results.items()}
     if pcfg["scope"] == "dataset":
-        tau = adaptive_threshold(np.concatenate([r["scores"] for r in results.values()] or [[]]),
-                                 pcfg["tau_neg"], pcfg["pos_std"])
+        tau = adaptive_threshold(np.concatenate(list(scores.values()) or [[]]), pcfg["tau_neg"], pcfg["pos_std"])
         return {vid: tau for vid in results}
-    return {vid: adaptive_threshold(r["scores"], pcfg["tau_neg"], pcfg["pos_std"]) for vid, r in results.items()}
+    return {vid: adaptive_threshold(s, pcfg["tau_neg"], pcfg["pos_std"]) for vid, s in scores.items()}
 
 
 # ---------------------------------------------------------------- ICD scores (Eq. 10)
@@ -151,14 +177,15 @@ def quality(selected, videos):
 def quality_table(results, icd, videos, pcfg):
     """The five selections of Fig. 3(c) from the same predictions."""
     rows = {}
-    taus = thresholds(results, {**pcfg, "selection": "adaptive"})
+    masks = {vid: class_mask(r, pcfg) for vid, r in results.items()}
+    taus = thresholds(results, {**pcfg, "selection": "adaptive"}, masks)
     for name, selection, mode in (("fixed (cls >= %.2g)" % pcfg["fixed_threshold"], "fixed", "none"),
                                   ("adaptive", "adaptive", "none"), ("+EAP", "adaptive", "eap"),
                                   ("+MPP", "adaptive", "mpp"), ("+EAP+MPP", "adaptive", "both")):
         cfg = {**pcfg, "selection": selection}
         chosen = {}
         for vid, r in results.items():
-            accepted, _ = refine(initial_status(r, cfg, taus[vid]), icd[vid], mode, cfg)
+            accepted, _ = refine(initial_status(r, cfg, taus[vid], masks[vid]), icd[vid], mode, cfg)
             chosen[vid] = (r["segments"][accepted], r["labels"][accepted], r["scores"][accepted])
         rows[name] = quality(chosen, videos)
     return rows
@@ -195,17 +222,18 @@ def main(argv=None):
     source = feature_source(model, dcfg, cfg["model"]["icd_features"], device)
     bank = InstanceBank(dcfg, videos, labeled_ids(cfg, videos)).build(source)
     icd = icd_scores(model, results, videos, dcfg, bank, source, device)
-    taus = thresholds(results, pcfg)
+    masks = {vid: class_mask(r, pcfg) for vid, r in results.items()}
+    taus = thresholds(results, pcfg, masks)
     decisions = {}
     for vid, r in results.items():
-        accepted, reason = refine(initial_status(r, pcfg, taus[vid]), icd[vid], pcfg["icd"], pcfg)
+        accepted, reason = refine(initial_status(r, pcfg, taus[vid], masks[vid]), icd[vid], pcfg["icd"], pcfg)
         decisions[vid] = (accepted, reason, icd[vid])
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])
     counts = {"videos": len(ids), "positive": int((reasons == "positive").sum()),
               "mined": int((reasons == "mined").sum()), "removed_eap": int((reasons == "eap").sum()),
-              "candidate": int((reasons == "candidate").sum()),
+              "candidate": int((reasons == "candidate").sum()), "other_class": int((reasons == "other_class").sum()),
               "below_tau_neg": int((reasons == "below_tau_neg").sum())}
     meta = {"checkpoint": os.path.abspath(args.checkpoint), "config": os.path.abspath(args.config),
             "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, "counts": counts,

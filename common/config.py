@@ -107,6 +107,8 @@ DEFAULTS = {
         "icd": "both",                        # none | eap | mpp | both (Table 4)
         "tau_icd": 0.3,                       # EAP: positives with S_i < tau_icd are removed
         "sigma_icd": 0.7,                     # MPP: candidates with S_i > sigma_icd are promoted
+        "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
+                                              # (sum of joint scores); 0: every class (the paper)
     },
     "semi": {
         "beta": 2.0,                          # weight of the unlabeled loss, Eq. (12)

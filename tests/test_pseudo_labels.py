@@ -16,7 +16,7 @@ from common.stage import run_main
 from common.synthetic import ensure_dataset
 
 PCFG = {"selection": "adaptive", "fixed_threshold": 0.3, "tau_neg": 0.15, "pos_std": 1.0,
-        "scope": "video", "icd": "both", "tau_icd": 0.3, "sigma_icd": 0.7}
+        "scope": "video", "icd": "both", "tau_icd": 0.3, "sigma_icd": 0.7, "video_topk": 0}
 
 
 def test_tau_pos_for_a_known_score_list():
@@ -51,6 +51,32 @@ def test_eap_and_mpp_decisions_for_known_scores():
     # fixed selection: class score >= 0.3 is positive, whatever the joint score
     fixed = pseudo_label.initial_status(pred, {**PCFG, "selection": "fixed"}, tau_pos=0.5)
     assert fixed.tolist()[:4] == ["positive", "positive", "positive", "candidate"]
+
+
+def test_video_classes_and_other_class_status_by_hand():
+    # Joint scores above tau_neg 0.15 summed per class: class 3: 0.5 + 0.2 = 0.7, class 1: 0.6,
+    # class 2: 0.1 is below tau_neg and counts nothing. Top-1 is class 3, top-2 classes 3 and 1.
+    pred = {"scores": np.array([0.5, 0.6, 0.2, 0.1, 0.12]), "labels": np.array([3, 1, 3, 2, 1]),
+            "cls_score": np.array([0.9, 0.9, 0.5, 0.3, 0.3])}
+    assert pseudo_label.video_classes(pred, 1, 0.15).tolist() == [3]
+    assert pseudo_label.video_classes(pred, 2, 0.15).tolist() == [3, 1]
+    pcfg = {**PCFG, "video_topk": 1}
+    mask = pseudo_label.class_mask(pred, pcfg)
+    assert mask.tolist() == [True, False, True, False, False]
+    # tau_pos over the video's class only (Eq. 6 on 0.5, 0.2): mean 0.35 + std 0.15 = 0.5
+    tau = pseudo_label.thresholds({"v": pred}, pcfg, {"v": mask})["v"]
+    assert tau == pytest.approx(0.5)
+    status = pseudo_label.initial_status(pred, pcfg, tau, mask)
+    # 0.6 of class 1 would be a positive, but class 1 is not the video's: rejected as other_class;
+    # the 0.12 of class 1 stays below tau_neg (not listed in the file)
+    assert status.tolist() == ["positive", "other_class", "candidate", "below_tau_neg", "below_tau_neg"]
+    accepted, reason = pseudo_label.refine(status, np.ones(5), "both", PCFG)
+    assert accepted.tolist() == [True, False, True, False, False]
+    assert reason.tolist() == ["positive", "other_class", "mined", "below_tau_neg", "below_tau_neg"]
+    # no prediction above tau_neg: the vote is over all of them (class 2: 0.1 against class 1: 0.05)
+    weak = {"scores": np.array([0.1, 0.05]), "labels": np.array([2, 1])}
+    assert pseudo_label.video_classes(weak, 1, 0.15).tolist() == [2]
+    assert pseudo_label.class_mask(pred, PCFG).all()  # video_topk 0: every class (the paper)
 
 
 def test_quality_measures_by_hand():
