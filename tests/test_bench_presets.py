@@ -1,0 +1,65 @@
+"""The preset benchmark's bookkeeping: its steps, the paired change, the share of the gap, the check."""
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import bench_presets as bp  # noqa: E402
+
+
+def _fake(out, preset, seed, sub, average):
+    run = os.path.join(out, preset, f"seed{seed}", sub)
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "metrics.json"), "w") as f:
+        json.dump({"thresholds": [0.3], "mAP": [average / 100], "average": average / 100}, f)
+
+
+def _args(out, extra=()):
+    return bp.parse_args(["--presets", "small", "hard", "--seeds", "0", "1", "--variants", "paper", "mine",
+                          "--variant", "mine=semi.background=confident", "--check", "mine", "--out", str(out),
+                          "--device", "cpu"] + list(extra))
+
+
+def test_steps_share_the_supervised_run_and_chain_the_rounds(tmp_path):
+    steps = bp.cell_steps(_args(tmp_path), "hard", 1)
+    scripts = [s[1] for s in steps]
+    assert scripts[:3] == ["pretrain_acp.py", "train_supervised.py", "evaluate.py"]
+    # two variants x two rounds x (pseudo labels, semi, evaluate), then the oracle's three steps
+    assert scripts[3:] == ["pseudo_label.py", "train_semi.py", "evaluate.py"] * 4 + [
+        "benchmarks/oracle_labels.py", "train_semi.py", "evaluate.py"]
+    sup = os.path.join(str(tmp_path), "hard", "seed1", "supervised", "last.pt")
+    round1 = os.path.join(str(tmp_path), "hard", "seed1", "mine", "round1")
+    mine = [s for s in steps if "mine round" in s[0]]
+    assert mine[0][2][mine[0][2].index("--checkpoint") + 1] == sup               # round 1 from supervised
+    assert mine[3][2][mine[3][2].index("--checkpoint") + 1] == os.path.join(round1, "last.pt")  # round 2 from 1
+    assert "semi.background=confident" in mine[1][2] and "semi.background=confident" not in steps[1][2]
+    assert "dataset.annotation_file=data/synthetic_hard/annotations.json" in steps[1][2]
+
+
+def test_report_pairs_seeds_and_the_check_fails_loudly(tmp_path):
+    out = tmp_path
+    for seed, sup, oracle, paper, mine in ((0, 20.0, 60.0, 19.0, 24.0), (1, 22.0, 58.0, 23.0, 25.0)):
+        for preset in ("small", "hard"):
+            _fake(out, preset, seed, "supervised", sup)
+            _fake(out, preset, seed, "oracle", oracle)
+            _fake(out, preset, seed, os.path.join("paper", "round1"), paper)
+            _fake(out, preset, seed, os.path.join("mine", "round1"), mine)
+    _fake(out, "hard", 0, os.path.join("mine", "round2"), 19.5)   # round 2 below, one seed only
+    text, failures = bp.report(_args(out))
+    # paper: changes -1 and +1 -> +0.00 ± 1.41; mine: +4 and +3 -> +3.50 ± 0.71; gap shares 4/40 and
+    # 3/36: mean 9.2% -> "9%"
+    assert "| hard | paper round 1 | 21.00 ± 2.83 | 2 | +0.00 ± 1.41 | 0% |" in text
+    assert "| hard | mine round 1 | 24.50 ± 0.71 | 2 | +3.50 ± 0.71 | 9% |" in text
+    assert "| hard | oracle round | 59.00 ± 1.41 | 2 | +38.00 ± 2.83 |  |" in text
+    assert failures == ["hard: mine round 2 changed supervised by -0.50 points on average over seeds [0]"]
+    with pytest.raises(SystemExit) as info:
+        bp.main(["--presets", "small", "hard", "--seeds", "0", "1", "--variants", "mine", "--variant",
+                 "mine=semi.background=confident", "--check", "mine", "--out", str(out), "--report"])
+    assert info.value.code == 1
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(SystemExit):
+        bp.parse_args(["--variants", "nosuch"])
