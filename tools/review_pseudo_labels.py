@@ -1,0 +1,753 @@
+"""Look at the pseudo labels before training on them: one static review page, and a round-to-round diff.
+
+Reads a pseudo-label file (pseudo_label.py's, possibly edited by hand) with the checks train_semi.py
+makes, and writes OUT/index.html: one self-contained file (no server, nothing fetched) that opens
+from disk. It shows
+  - a summary: the accepted pseudo labels by origin (positive, mined by MPP, oracle, hand-added:
+    no origin), the rejected predictions by reason (candidate, eap, other_class), a histogram of
+    tau_pos over the videos and the settings in the file's `meta`; with --config, when the unlabeled
+    videos carry ground truth (benchmarks), the pseudo-label quality of Fig. 3(c);
+  - one timeline per video: lanes for the ground truth, the accepted pseudo labels coloured by
+    origin and the rejected predictions by reason; hover a segment for its label and scores (score =
+    joint score, cls_score, tiou, tnd, icd); zoom and scroll long videos; sort and filter the videos
+    by pseudo labels, tau_pos, disagreement with the ground truth (a pseudo label that matches no
+    ground truth of its class at tIoU >= 0.5, or a ground truth that none matches) and changes;
+  - with --previous: what this round added, removed, relabelled or moved, per video and in total.
+
+Two rounds are matched video by video: the pairs of a new entry and an old one with tIoU >= 0.5 are
+taken greedily, largest tIoU first (the same label first on a tie), each entry in one pair at most.
+A pair with the same label is unchanged at tIoU >= 0.95 and moved below; a pair with different
+labels is relabelled; a new entry left unpaired is added, an old one removed.
+--diff A B prints the same comparison of B against A, per video and in total, as a table (--json:
+as JSON) for shell scripts, and writes nothing.
+
+Without --config the class list is the files' own: their labels placed at their label_id.
+
+Examples:
+  python tools/review_pseudo_labels.py outputs/main/round2/pseudo_labels.json --config configs/default.yaml \\
+      --previous outputs/main/round1/pseudo_labels.json --out outputs/main/round2/review
+  python tools/review_pseudo_labels.py --diff outputs/main/round1/pseudo_labels.json \\
+      outputs/main/round2/pseudo_labels.json --json
+"""
+import dataclasses
+import html
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pseudo_label  # noqa: E402  (its quality measures, Fig. 3(c))
+import train_semi  # noqa: E402  (its check of a pseudo-label file)
+from common.config import atomic_write_text  # noqa: E402
+from common.data import data_error, load_annotations  # noqa: E402
+from common.metrics import segment_tiou  # noqa: E402
+from common.stage import config_from_args, labeled_ids, load_data, make_parser, run_main  # noqa: E402
+
+SCORE_KEYS = ("score", "cls_score", "tiou", "tnd", "icd")
+MATCH_TIOU, SAME_TIOU = 0.5, 0.95          # a pair of two rounds' entries; a pair that did not move
+DIFF_KINDS = ("added", "removed", "relabelled", "moved", "unchanged")
+ORIGINS = {"positive": "positive (>= tau_pos)", "mined": "mined by MPP", "oracle": "oracle",
+           "hand": "hand-added (no origin)"}
+REASONS = {"candidate": "candidate (tau_neg < score < tau_pos)", "eap": "removed by EAP",
+           "other_class": "other class (video_topk)"}
+
+
+def parse_args(argv=None):
+    parser = make_parser(__doc__)
+    parser.add_argument("pseudo_labels", nargs="?", help="the pseudo-label JSON to review")
+    parser.add_argument("--previous", help="the previous round's pseudo-label JSON: show what this round changed")
+    parser.add_argument("--config", help="the run's YAML config: checks the file exactly as train_semi.py does "
+                                         "and draws the ground truth where the dataset has it")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, as for the stages (repeatable)")
+    parser.add_argument("--out", help="folder for index.html")
+    parser.add_argument("--diff", nargs=2, metavar=("A", "B"),
+                        help="print what B changed relative to A; writes nothing")
+    parser.add_argument("--json", action="store_true", help="with --diff: JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.diff and (args.pseudo_labels or args.previous or args.out):
+        parser.error("--diff A B takes no other pseudo-label file, --previous or --out")
+    if not args.diff and not (args.pseudo_labels and args.out):
+        parser.error("give a pseudo-label file and --out DIR (or --diff A B)")
+    if args.json and not args.diff:
+        parser.error("--json goes with --diff")
+    if args.set and not args.config:
+        parser.error("--set overrides a --config")
+    return args
+
+
+# ---------------------------------------------------------------- reading
+
+@dataclasses.dataclass
+class Entry:
+    """One segment as the page draws it: an accepted pseudo label, a rejected prediction or a truth."""
+    start: float
+    end: float
+    label: str
+    kind: str                       # origin (accepted), reason (rejected), "truth"
+    scores: tuple = (None,) * len(SCORE_KEYS)
+
+
+@dataclasses.dataclass
+class Round:
+    """One pseudo-label file: its videos as the annotation reader returns them, read strictly."""
+    path: str
+    videos: dict                    # {video_id: Video}
+    rejected: dict                  # {video_id: [Entry]}
+    meta: dict
+
+
+def load_dataset(args):
+    """With --config: the dataset's videos (with their ground truth), classes and labeled videos,
+    got as train_semi.py gets them."""
+    cfg = config_from_args(args)
+    videos, classes = load_data(cfg)
+    return {"videos": videos, "classes": classes, "labeled": set(labeled_ids(cfg, videos)),
+            "train_subset": cfg["dataset"]["train_subset"]}
+
+
+def sniff(path):
+    """The file's JSON, or {} when it does not parse: the strict reader then says why, in its words."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def file_classes(paths):
+    """The files' labels placed at their label_id (names without one last, alphabetically).
+
+    The reader's own derivation numbers the labels it sees from 0, which disagrees with the
+    label_id of a file that holds only some of the dataset's classes; unused ids get a placeholder.
+    """
+    first_id = {}
+    for path in paths:
+        db = sniff(path).get("database")
+        for entry in db.values() if isinstance(db, dict) else []:
+            anns = entry.get("annotations") if isinstance(entry, dict) else None
+            for ann in anns if isinstance(anns, list) else []:
+                if isinstance(ann, dict) and isinstance(ann.get("label"), str):
+                    lid = ann.get("label_id")
+                    lid = int(lid) if _number(lid) and lid == int(lid) and 0 <= lid < 100000 else math.inf
+                    first_id[ann["label"]] = min(first_id.get(ann["label"], math.inf), lid)
+    slots, clashes = {}, []
+    for name, lid in sorted(first_id.items(), key=lambda item: (item[1], item[0])):
+        if lid == math.inf or lid in slots:  # no id, or two names on one id: the reader reports the second
+            clashes.append(name)
+        else:
+            slots[lid] = name
+    return [slots.get(i, f"(class {i})") for i in range(max(slots, default=-1) + 1)] + clashes
+
+
+def read_round(path, classes, dataset=None):
+    """A pseudo-label file read by the annotation reader (strict), and with --config checked
+    against the dataset by train_semi.load_pseudo_labels; its rejected predictions and meta."""
+    if dataset is not None:
+        train_semi.load_pseudo_labels(path, dataset["videos"], classes, dataset["labeled"], dataset["train_subset"])
+    videos, _ = load_annotations(path, classes, strict=True)
+    rejected = {vid: read_rejected(path, vid, v.video_extra.get("rejected", [])) for vid, v in videos.items()}
+    meta = sniff(path).get("meta")
+    return Round(path, videos, rejected, meta if isinstance(meta, dict) else {})
+
+
+def _number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def read_rejected(path, vid, entries):
+    """The rejected predictions of a video. They are drawn, never trained on, so an unknown label or
+    a missing score passes; an entry that cannot be drawn is an error naming it."""
+    if not isinstance(entries, list):
+        raise data_error(path, f"expected a list, got {entries!r}", vid, "rejected")
+    return [rejected_entry(path, vid, f"rejected[{k}]", e) for k, e in enumerate(entries)]
+
+
+def rejected_entry(path, vid, where, e):
+    if not isinstance(e, dict):
+        raise data_error(path, f"expected an object, got {e!r}", vid, where)
+    if not isinstance(e.get("label"), str):
+        raise data_error(path, f"expected a label name, got {e.get('label')!r}", vid, where + ".label")
+    seg = e.get("segment")
+    if not (isinstance(seg, list) and len(seg) == 2 and all(map(_number, seg))):
+        raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", vid, where + ".segment")
+    if seg[1] < seg[0]:
+        raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", vid, where + ".segment")
+    for key in SCORE_KEYS:
+        if e.get(key) is not None and not _number(e[key]):
+            raise data_error(path, f"expected a number, got {e[key]!r}", vid, f"{where}.{key}")
+    reason = e.get("reason") if isinstance(e.get("reason"), str) and e.get("reason") else "unknown"
+    return Entry(float(seg[0]), float(seg[1]), e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS))
+
+
+def origin_of(extra):
+    origin = extra.get("origin")
+    return origin if isinstance(origin, str) and origin else "hand"
+
+
+def accepted_entries(video, classes):
+    """The video's pseudo labels (none when the file does not hold the video)."""
+    if video is None:
+        return []
+    return [Entry(float(s), float(e), classes[label], origin_of(x), tuple(x.get(k) for k in SCORE_KEYS))
+            for (s, e), label, x in zip(video.segments, video.labels, video.extra)]
+
+
+def truth_entries(video, classes):
+    return [Entry(float(s), float(e), classes[label], "truth") for (s, e), label in zip(video.segments, video.labels)]
+
+
+# ---------------------------------------------------------------- matching
+
+def tiou_matrix(a, b):
+    """(len(a), len(b)) tIoU of two lists of entries."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    other = np.array([[x.start, x.end] for x in b])
+    return np.stack([segment_tiou([x.start, x.end], other) for x in a])
+
+
+def match_rounds(new, old):
+    """Status of each new entry (added / relabelled / moved / unchanged) and of each old one
+    (removed / ...): greedy one-to-one pairs at tIoU >= 0.5, largest tIoU first, the same label
+    first on a tie, then the entries' order."""
+    iou = tiou_matrix(new, old)
+    pairs = sorted((-iou[i, j], new[i].label != old[j].label, i, j) for i, j in zip(*np.nonzero(iou >= MATCH_TIOU)))
+    new_status, old_status = ["added"] * len(new), ["removed"] * len(old)
+    for _, relabelled, i, j in pairs:
+        if new_status[i] != "added" or old_status[j] != "removed":
+            continue
+        new_status[i] = old_status[j] = ("relabelled" if relabelled else
+                                         "unchanged" if iou[i, j] >= SAME_TIOU else "moved")
+    return new_status, old_status
+
+
+def diff_rounds(new, old, classes):
+    """{video_id: (new entries, their status, old entries, their status)} over both files' videos."""
+    out = {}
+    for vid in sorted(set(new.videos) | set(old.videos)):
+        a, b = accepted_entries(new.videos.get(vid), classes), accepted_entries(old.videos.get(vid), classes)
+        new_status, old_status = match_rounds(a, b)
+        out[vid] = (a, new_status, b, old_status)
+    return out
+
+
+def diff_counts(new_status, old_status):
+    """Counts of each kind of change; a pair counts once (from the new side), a removal from the old."""
+    counts = dict.fromkeys(DIFF_KINDS, 0)
+    for status in new_status:
+        counts[status] += 1
+    counts["removed"] = old_status.count("removed")
+    return counts
+
+
+def diff_summary(changes):
+    """{"videos": {video_id: counts}, "total": counts}."""
+    videos = {vid: diff_counts(c[1], c[3]) for vid, c in changes.items()}
+    total = {k: sum(v[k] for v in videos.values()) for k in DIFF_KINDS}
+    return {"videos": videos, "total": total}
+
+
+def diff_table(summary, old_path, new_path):
+    """The changes as a fixed-width table: the videos with a change, then the total."""
+    changed = {vid: c for vid, c in summary["videos"].items() if any(c[k] for k in DIFF_KINDS[:4])}
+    width = max([len("video")] + [len(vid) for vid in changed])
+    lines = [f"{new_path} against {old_path}", f"{'video':<{width}}" + "".join(f"  {k:>10}" for k in DIFF_KINDS)]
+    for vid, c in list(changed.items()) + [("total", summary["total"])]:
+        lines.append(f"{vid:<{width}}" + "".join(f"  {c[k]:>10}" for k in DIFF_KINDS))
+    lines.append(f"({len(summary['videos']) - len(changed)} of {len(summary['videos'])} videos without a change)")
+    return "\n".join(lines)
+
+
+def disagreement(accepted, truth):
+    """Which pseudo labels match a ground truth of their class at tIoU >= 0.5, and which ground
+    truths a pseudo label of their class matches (not one-to-one: this is about finding videos)."""
+    same = np.array([a.label for a in accepted], dtype=object)[:, None] == np.array([g.label for g in truth],
+                                                                                    dtype=object)[None, :]
+    hit = same & (tiou_matrix(accepted, truth) >= MATCH_TIOU)
+    return hit.any(axis=1), hit.any(axis=0)
+
+
+# ---------------------------------------------------------------- the summary
+
+def quality_rows(current, dataset):
+    """Fig. 3(c) measures of the accepted pseudo labels, all of them and by origin."""
+    origins = sorted({origin_of(x) for v in current.videos.values() for x in v.extra})
+    rows = {}
+    for name in ["all accepted"] + origins:
+        selected = {}
+        for vid, v in current.videos.items():
+            keep = np.array([name == "all accepted" or origin_of(x) == name for x in v.extra], dtype=bool)
+            # a hand-added label without score: a person vouched for it, so it is matched first
+            scores = np.array([x.get("score") if x.get("score") is not None else 1.0 for x in v.extra], dtype=float)
+            selected[vid] = (v.segments[keep], v.labels[keep], scores[keep])
+        rows[ORIGINS.get(name, name)] = pseudo_label.quality(selected, dataset["videos"])
+    return rows
+
+
+def quality_html(rows):
+    keys = ["class_acc", "avg_tiou", "pos_acc", "precision@0.5", "recall@0.5"]
+    head = "".join(f"<th>{k}</th>" for k in ["accepted", "#PL", "Class Acc", "Avg tIoU", "Pos Acc",
+                                             "P@0.5", "R@0.5"])
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{q['pseudo_labels']}</td>"
+                   + "".join(f"<td>{100 * q[k]:.1f}</td>" for k in keys) + "</tr>" for name, q in rows.items())
+    return (f'<table id="quality"><tr>{head}</tr>{body}</table><p class="note">Against the ground truth of the '
+            "unlabeled videos (pseudo_label.quality): Class Acc, Avg tIoU and Pos Acc (right class, tIoU &gt; 0.5) "
+            "against each pseudo label's best-overlapping ground truth; precision / recall at tIoU 0.5, one-to-one. "
+            "Recall by origin counts all ground truth.</p>")
+
+
+def tau_values(meta, vid):
+    """(known, value): meta.tau_pos of the video; null means no prediction above tau_neg."""
+    taus = meta.get("tau_pos")
+    if not isinstance(taus, dict) or vid not in taus:
+        return False, None
+    return True, taus[vid] if _number(taus[vid]) else None
+
+
+def histogram_svg(values, bins=20, width=340, height=70):
+    """A small histogram of tau_pos over the videos."""
+    lo, hi = min(values), max(values)
+    step = (hi - lo) / bins or 1.0
+    counts = np.bincount(np.minimum(((np.array(values) - lo) / step).astype(int), bins - 1), minlength=bins)
+    bar = width / bins
+    parts = [f'<svg class="hist" width="{width}" height="{height + 16}" role="img">']
+    for i, n in enumerate(counts):
+        h = (height - 2) * n / counts.max()
+        parts.append(f'<rect x="{i * bar + 1:.1f}" y="{height - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}">'
+                     f"<title>tau_pos {lo + i * step:.3f} to {lo + (i + 1) * step:.3f}: {n} videos</title></rect>")
+    parts.append(f'<text x="0" y="{height + 13}">{lo:.3f}</text>'
+                 f'<text x="{width}" y="{height + 13}" text-anchor="end">{hi:.3f}</text></svg>')
+    return "".join(parts)
+
+
+def tau_html(meta, vids):
+    known = [tau_values(meta, vid) for vid in vids]
+    values = [v for k, v in known if k and v is not None]
+    none = sum(1 for k, v in known if k and v is None)
+    if not values and not none:
+        return '<p class="note">meta.tau_pos: not in the file (an oracle or hand-made file)</p>'
+    text = (f"median {np.median(values):.3f}, range {min(values):.3f} to {max(values):.3f} over {len(values)} videos"
+            if values else "no video has one")
+    note = f"; {count(none, 'video')} without one (no prediction above tau_neg)" if none else ""
+    return (histogram_svg(values) if values else "") + f'<p class="note">tau_pos per video: {text}{note}</p>'
+
+
+def counts_html(views):
+    """Accepted by origin and rejected by reason, each with its colour."""
+    rows = []
+    for side, key, titles in (("accepted", "accepted", ORIGINS), ("rejected", "rejected", REASONS)):
+        kinds = {}
+        for view in views:
+            for e in view[key]:
+                kinds[e.kind] = kinds.get(e.kind, 0) + 1
+        order = [k for k in titles if k in kinds] + sorted(k for k in kinds if k not in titles)
+        rows.append(f'<tr class="total"><td>{side}</td><td data-count="{side}">{sum(kinds.values())}</td></tr>')
+        rows += [f'<tr><td><i class="sw {side[:3]}" data-e="{html.escape(k)}"></i>{html.escape(titles.get(k, k))}'
+                 f'</td><td data-count="{side}:{html.escape(k)}">{kinds[k]}</td></tr>' for k in order]
+    return f'<table id="counts">{"".join(rows)}</table>'
+
+
+def meta_html(meta):
+    rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(v))}</td></tr>"
+                   for k, v in meta.items() if k != "tau_pos")
+    return f'<table id="meta">{rows}</table>' if rows else '<p class="note">the file has no meta</p>'
+
+
+def diff_html(summary, previous, views):
+    """Totals of the changes since the previous round, and the videos it held that are gone."""
+    total = summary["total"]
+    # the swatches are the colours of the previous round's lane (its entries never show as added)
+    swatch = {k: "" if k == "added" else f'<i class="sw" data-p="{k}"></i>' for k in DIFF_KINDS}
+    cells = "".join(f'<td>{swatch[k]}{k}</td><td data-total="{k}">{total[k]}</td>' for k in DIFF_KINDS)
+    shown = {view["vid"] for view in views}
+    gone = [f"{html.escape(vid)} ({c['removed']} removed)" for vid, c in summary["videos"].items() if vid not in shown]
+    note = f"<p>videos no longer in the file: {', '.join(gone)}</p>" if gone else ""
+    return (f'<section id="diff"><h2>Changes since the previous round</h2><p class="note">against '
+            f"{html.escape(previous.path)}: per pair of entries at tIoU &ge; {MATCH_TIOU} (greedy, largest "
+            f"tIoU first): same label and tIoU &ge; {SAME_TIOU} unchanged, same label otherwise moved, other "
+            f"label relabelled; unpaired new entries added, old ones removed.</p>"
+            f"<table><tr>{cells}</tr></table>{note}</section>")
+
+
+# ---------------------------------------------------------------- the timelines
+
+ROW_H, ROW_GAP, LANE_GAP = 10, 2, 8     # pixels
+MAX_ROWS = {"truth": 4, "accepted": 6, "rejected": 8, "previous": 6}
+
+
+def pack_rows(entries, max_rows):
+    """A row per entry so that overlapping entries sit in different rows (first fit by start); past
+    max_rows an entry goes to the row that frees first, over the others (their outlines still show)."""
+    ends, rows = [], [0] * len(entries)
+    for i in sorted(range(len(entries)), key=lambda i: (entries[i].start, entries[i].end)):
+        free = [r for r, end in enumerate(ends) if end <= entries[i].start]
+        r = free[0] if free else len(ends) if len(ends) < max_rows else int(np.argmin(ends))
+        if r == len(ends):
+            ends.append(0.0)
+        ends[r], rows[i] = max(ends[r], entries[i].end), r
+    return rows, max(len(ends), 1)
+
+
+def _num(x, digits=4):
+    if x is None:
+        return "-"
+    return (f"{x:.{digits}f}".rstrip("0").rstrip(".") or "0") if x != int(x) else str(int(x))
+
+
+def count(n, noun):
+    """'1 video', '2 videos'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def entry_rect(e, y, attrs, names, scores):
+    """One segment: x and width in seconds (the strip's own unit), label (and scores) for the tooltip.
+    Its height is the page's CSS: 40,000 entries make a few MB, every attribute counts."""
+    text = " ".join([str(names.setdefault(e.label, len(names)))] + ([_num(s) for s in e.scores] if scores else []))
+    return f'<rect x="{_num(e.start, 3)}" y="{y}" width="{_num(e.end - e.start, 3)}"{attrs} data-s="{text}"/>'
+
+
+def lanes_svg(view, names):
+    """The video's lanes in one strip stretched to its width: (svg, lane names svg)."""
+    lanes = [("ground truth", "truth", view.get("truth")), ("accepted", "accepted", view["accepted"]),
+             ("rejected", "rejected", view["rejected"]), ("previous round", "previous", view.get("previous"))]
+    body, labels, y = [], [], 0
+    for title, key, entries in lanes:
+        if entries is None:
+            continue
+        rows, n_rows = pack_rows(entries, MAX_ROWS[key])
+        height = n_rows * (ROW_H + ROW_GAP) - ROW_GAP
+        body.append(f'<g class="{key}"><rect class="bg" x="0" y="{y}" width="{view["duration"]}" height="{height}"/>')
+        body += [entry_rect(e, y + r * (ROW_H + ROW_GAP), lane_attrs(view, key, i, e), names,
+                            key in ("accepted", "rejected")) for i, (e, r) in enumerate(zip(entries, rows))]
+        body.append("</g>")
+        labels.append(f'<text x="0" y="{y + ROW_H / 2:g}">{title} ({len(entries)})</text>')
+        y += height + LANE_GAP
+    height = y - LANE_GAP
+    svg = (f'<svg class="lanes" viewBox="0 0 {view["duration"]} {height}" preserveAspectRatio="none" '
+           f'height="{height}">{"".join(body)}</svg>')
+    return svg, f'<svg class="names" width="130" height="{height}">{"".join(labels)}</svg>'
+
+
+def lane_attrs(view, key, i, e):
+    """The data attributes tests and the page's script count and colour by."""
+    kind = html.escape(e.kind)
+    if key == "truth":
+        return ' data-gt=""' + ("" if view["gt_ok"][i] else ' class="x"')
+    if key == "previous":
+        return f' data-p="{view["old_status"][i]}"'
+    attrs = f' data-e="{kind}"'
+    if key == "accepted" and "truth" in view and not view["pl_ok"][i]:
+        attrs += ' class="x"'
+    if key == "accepted" and "new_status" in view:
+        attrs += f' data-d="{view["new_status"][i]}"'
+    return attrs
+
+
+def timeline_html(view, names):
+    """A video's header (its counts) and its strip, with the values the page sorts and filters by."""
+    svg, lane_names = lanes_svg(view, names)
+    n = len(view["accepted"])
+    facts = [f"{view['duration']:g} s", count(n, "pseudo label"), f"{len(view['rejected'])} rejected"]
+    tau_known, tau = view["tau"]
+    if tau_known:
+        facts.append(f"tau_pos {_num(tau, 3) if tau is not None else 'none'}")
+    data = {"vid": view["vid"], "n": n, "tau": "" if tau is None else tau}
+    if "truth" in view:
+        fp, miss = int((~view["pl_ok"]).sum()), int((~view["gt_ok"]).sum())
+        facts.append(f"ground truth {len(view['truth'])}: {count(fp, 'pseudo label')} unmatched, {miss} missed")
+        data["dis"] = fp + miss
+    if "new_status" in view:
+        c = diff_counts(view["new_status"], view["old_status"])
+        facts.append("vs previous: " + ", ".join(f"{c[k]} {k}" for k in DIFF_KINDS[:4]))
+        data.update({k: c[k] for k in DIFF_KINDS[:4]}, changes=sum(c[k] for k in DIFF_KINDS[:4]))
+    attrs = "".join(f' data-{k}="{html.escape(str(v))}"' for k, v in data.items())
+    vid = html.escape(view["vid"])
+    return (f'<section class="video" id="{vid}"{attrs}><h3><a href="#{vid}">{vid}</a> <span>{" · ".join(facts)}'
+            '</span> <button data-zoom="0.5" title="zoom out">&minus;</button><button data-zoom="2" title="zoom in">'
+            '+</button><button data-zoom="0" title="fit the width">fit</button></h3><div class="tl">'
+            f'{lane_names}<div class="scroll"><div class="inner">{svg}<div class="axis" '
+            f'data-dur="{view["duration"]}"></div></div></div></div></section>')
+
+
+# ---------------------------------------------------------------- the page
+
+def video_views(current, previous, dataset, classes):
+    """What each video's timeline shows, in video id order."""
+    truth_known = dataset is not None and any(len(dataset["videos"][vid].labels) for vid in current.videos)
+    changes = diff_rounds(current, previous, classes) if previous is not None else {}
+    views = []
+    for vid in sorted(current.videos):
+        view = {"vid": vid, "duration": current.videos[vid].duration, "rejected": current.rejected[vid],
+                "accepted": accepted_entries(current.videos[vid], classes), "tau": tau_values(current.meta, vid)}
+        if truth_known:
+            view["truth"] = truth_entries(dataset["videos"][vid], classes)
+            view["pl_ok"], view["gt_ok"] = disagreement(view["accepted"], view["truth"])
+        if previous is not None:
+            _, view["new_status"], view["previous"], view["old_status"] = changes[vid]
+        views.append(view)
+    return views, changes
+
+
+def render_page(current, previous, dataset, classes):
+    views, changes = video_views(current, previous, dataset, classes)
+    names = {}                      # label -> index into the page's label list, for data-s
+    timelines = "".join(timeline_html(view, names) for view in views)
+    label_list = json.dumps(sorted(names, key=names.get)).replace("<", "\\u003c")
+    return PAGE.format(title=html.escape(os.path.basename(current.path)), path=html.escape(current.path),
+                       css=CSS, row_h=ROW_H, summary=summary_html(views, changes, current, previous, dataset),
+                       controls=controls_html(views, previous), timelines=timelines, names=label_list, script=SCRIPT)
+
+
+def summary_html(views, changes, current, previous, dataset):
+    """Counts and quality | tau_pos and settings, then the changes since the previous round."""
+    quality = ""
+    if views and "truth" in views[0]:
+        dis = sum(1 for v in views if (~v["pl_ok"]).any() or (~v["gt_ok"]).any())
+        quality = (f"<h3>Quality against the ground truth</h3>{quality_html(quality_rows(current, dataset))}"
+                   f"<p>{dis} of {len(views)} videos disagree with the ground truth: a pseudo label matches no "
+                   f"ground truth of its class at tIoU &ge; {MATCH_TIOU} (outlined red), or a ground truth "
+                   "is matched by none.</p>")
+    return (f"<h2>Summary</h2><p>{count(len(views), 'video')}, "
+            f"{count(sum(len(v['accepted']) for v in views), 'pseudo label')}, "
+            f"{count(sum(len(v['rejected']) for v in views), 'rejected prediction')}</p><div class='cols'><div>"
+            f"<h3>Entries</h3>{counts_html(views)}{quality}</div><div><h3>tau_pos</h3>"
+            f"{tau_html(current.meta, [v['vid'] for v in views])}<h3>Settings (meta)</h3>"
+            f"{meta_html(current.meta)}</div></div>"
+            + (diff_html(diff_summary(changes), previous, views) if previous is not None else ""))
+
+
+def controls_html(views, previous):
+    sorts = [("vid", "video id"), ("n-desc", "most pseudo labels"), ("n-asc", "fewest pseudo labels"),
+             ("tau-desc", "highest tau_pos"), ("tau-asc", "lowest tau_pos")]
+    checks = []
+    if views and "truth" in views[0]:
+        sorts.append(("dis-desc", "most disagreement with ground truth"))
+        checks.append('<label><input type="checkbox" id="only-dis"> only videos that disagree with the ground '
+                      'truth</label><label><input type="checkbox" id="dim-ok"> dim matched pseudo labels</label>')
+    if previous is not None:
+        sorts.append(("changes-desc", "most changes since the previous round"))
+        checks.append('<label><input type="checkbox" id="only-changed"> only changed videos</label><label>'
+                      '<input type="checkbox" id="dim-same"> dim unchanged pseudo labels</label>')
+    options = "".join(f'<option value="{k}">{t}</option>' for k, t in sorts)
+    return (f'<div id="controls">sort by <select id="sort">{options}</select> <label>at least <input type="number" '
+            'id="min-n" value="0" min="0"> pseudo labels</label> <label>video id contains <input id="find" '
+            f'size="14"></label> {"".join(checks)} <span id="shown"></span> zoom all <button data-zoom-all="0.5">'
+            '&minus;</button><button data-zoom-all="2">+</button><button data-zoom-all="0">fit</button></div>')
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>review: {title}</title>
+<style>{css}svg.lanes rect[data-s]{{height:{row_h}px}}</style></head>
+<body data-rendered="">
+<h1>Pseudo labels: {path}</h1>
+<p id="error" hidden></p>
+{summary}
+<h2>Timelines</h2>
+<p class="legend">accepted: <i class="sw acc" data-e="positive"></i>positive <i class="sw acc" data-e="mined"></i>mined
+<i class="sw acc" data-e="oracle"></i>oracle <i class="sw acc" data-e="hand"></i>hand-added &middot; rejected:
+<i class="sw rej" data-e="candidate"></i>candidate <i class="sw rej" data-e="eap"></i>eap
+<i class="sw rej" data-e="other_class"></i>other class &middot; <i class="sw gt"></i>ground truth &middot;
+red outline: no match at tIoU &ge; 0.5 &middot; hover a segment for its scores</p>
+{controls}
+<div id="videos">{timelines}</div>
+<div id="tip" hidden></div>
+<script type="application/json" id="names">{names}</script>
+<script>{script}</script>
+</body></html>
+"""
+
+CSS = """
+body{font:13px/1.4 system-ui,sans-serif;margin:16px 24px;color:#222}
+h1{font-size:18px;word-break:break-all}h2{font-size:16px;margin:18px 0 6px}h3{font-size:13px;margin:10px 0 4px}
+table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+#meta td:last-child{max-width:480px;word-break:break-all;font-family:monospace;font-size:12px}
+.cols{display:flex;gap:32px;flex-wrap:wrap}.cols>div{max-width:620px}.note{color:#666;max-width:900px}
+tr.total td{font-weight:600}.hist rect{fill:#4c6ef5}.hist text{font-size:10px;fill:#555}
+#error{color:#fff;background:#c92a2a;padding:6px}
+#controls{position:sticky;top:0;background:#f8f9fa;padding:6px;border-bottom:1px solid #ddd;z-index:2}
+#controls label{margin-left:10px}#min-n{width:50px}#shown{margin-left:10px;color:#666}
+section.video{margin:6px 0 12px}section.video h3{font-weight:400;margin:4px 0;display:flex;gap:6px;align-items:baseline}
+section.video h3 span{flex:1}
+section.video h3 a{font-weight:600;color:#222}section.video h3 span{color:#555}
+section.video button,#controls button{font-size:11px;padding:0 6px}
+.tl{display:flex}.names{flex:none}.names text{font-size:11px;fill:#444;dominant-baseline:central}
+.scroll{flex:1;overflow-x:auto;min-width:0}.inner{width:100%}
+svg.lanes{display:block;width:100%}
+svg.lanes rect{stroke:rgba(0,0,0,.45);stroke-width:.5px;vector-effect:non-scaling-stroke}
+svg.lanes rect.bg{fill:#f1f3f5;stroke:none}
+.axis{position:relative;overflow:hidden;height:16px;border-top:1px solid #aaa;font-size:10px;color:#555}
+.axis span{position:absolute;top:0;padding-left:2px;border-left:1px solid #aaa;height:12px;white-space:nowrap}
+.sw{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle;border:1px solid #0003}
+:where(.truth rect,.sw.gt){fill:#495057;background:#495057}
+:where(.accepted rect,.sw.acc){fill:#0b7285;background:#0b7285}
+[data-e=positive]{fill:#2f9e44;background:#2f9e44}[data-e=mined]{fill:#1c7ed6;background:#1c7ed6}
+[data-e=oracle]{fill:#7048e8;background:#7048e8}[data-e=hand]{fill:#f08c00;background:#f08c00}
+:where(.rejected rect,.sw.rej){fill:#ced4da;background:#ced4da}.rejected rect{fill-opacity:.8}
+[data-e=candidate]{fill:#adb5bd;background:#adb5bd}[data-e=eap]{fill:#fa5252;background:#fa5252}
+[data-e=other_class]{fill:#e599f7;background:#e599f7}
+[data-p=removed]{fill:#e03131;background:#e03131}[data-p=moved]{fill:#fab005;background:#fab005}
+[data-p=relabelled]{fill:#ae3ec9;background:#ae3ec9}[data-p=unchanged]{fill:#dee2e6;background:#dee2e6}
+svg.lanes rect.x{stroke:#e03131;stroke-width:2px}
+svg.lanes rect[data-s]:hover{stroke:#000;stroke-width:2px}
+body.dim-ok .accepted rect[data-e]:not(.x),body.dim-same .accepted [data-d=unchanged]{fill-opacity:.2}
+#tip{position:absolute;z-index:3;background:#212529;color:#fff;padding:4px 8px;border-radius:3px;white-space:pre;
+font:12px/1.4 monospace;pointer-events:none}
+"""
+
+SCRIPT = r"""
+(function () {
+  var body = document.body;
+  try {
+    var names = JSON.parse(document.getElementById('names').textContent);
+    var KEYS = ['score', 'cls_score', 'tiou', 'tnd', 'icd'];
+    var TITLES = {positive: 'accepted: positive', mined: 'accepted: mined by MPP', oracle: 'accepted: oracle',
+                  hand: 'accepted: hand-added', candidate: 'rejected: candidate', eap: 'rejected: removed by EAP',
+                  other_class: 'rejected: other class'};
+    var list = document.getElementById('videos');
+    var sections = Array.prototype.slice.call(list.querySelectorAll('section.video'));
+    var tip = document.getElementById('tip');
+
+    function fmt(t) { return (Math.round(t * 1000) / 1000).toString(); }
+    function describe(r) {
+      var x = parseFloat(r.getAttribute('x')), w = parseFloat(r.getAttribute('width'));
+      var s = r.getAttribute('data-s').split(' ');
+      var lane = r.parentNode.getAttribute('class');
+      var head = lane === 'truth' ? 'ground truth' : lane === 'previous' ? 'previous round: ' + r.getAttribute('data-p')
+        : (TITLES[r.getAttribute('data-e')] || lane + ': ' + r.getAttribute('data-e'));
+      var lines = [head + '  ' + names[+s[0]], fmt(x) + ' to ' + fmt(x + w) + ' s (' + w.toFixed(2) + ' s)'];
+      if (s.length > 1) lines.push(KEYS.map(function (k, i) { return k + ' ' + s[i + 1]; }).join('  '));
+      if (r.hasAttribute('data-d')) lines.push('vs previous round: ' + r.getAttribute('data-d'));
+      if (r.classList.contains('x')) lines.push(lane === 'truth' ? 'no pseudo label of its class at tIoU >= 0.5'
+                                                                   : 'no ground truth of its class at tIoU >= 0.5');
+      return lines.join('\n');
+    }
+    document.addEventListener('mouseover', function (ev) {
+      var r = ev.target;
+      if (r.tagName !== 'rect' || !r.hasAttribute('data-s')) { tip.hidden = true; return; }
+      tip.textContent = describe(r);
+      tip.hidden = false;
+    });
+    document.addEventListener('mousemove', function (ev) {
+      if (tip.hidden) return;
+      var left = Math.min(ev.pageX + 14, window.scrollX + document.documentElement.clientWidth - tip.offsetWidth - 4);
+      tip.style.left = left + 'px';
+      tip.style.top = (ev.pageY + 14) + 'px';
+    });
+
+    // Axis ticks about 90 px apart at the strip's current width.
+    var STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+    function tickLabel(t, dur, step) {
+      if (dur < 120) return (step < 1 ? t.toFixed(1) : Math.round(t)) + ' s';
+      var m = Math.floor(t / 60), sec = Math.round(t - 60 * m);
+      return m + ':' + (sec < 10 ? '0' : '') + sec;
+    }
+    function drawAxis(axis) {
+      var dur = parseFloat(axis.getAttribute('data-dur')), px = axis.clientWidth;
+      if (!px) return false;
+      var target = dur * 90 / px, step = STEPS[STEPS.length - 1];
+      for (var i = 0; i < STEPS.length; i++) if (STEPS[i] >= target) { step = STEPS[i]; break; }
+      axis.textContent = '';
+      for (var k = 0; k * step <= dur + 1e-9; k++) {
+        var span = document.createElement('span');
+        span.style.left = (100 * k * step / dur) + '%';
+        span.textContent = tickLabel(k * step, dur, step);
+        axis.appendChild(span);
+      }
+      return true;
+    }
+    function drawAxes() {
+      var n = 0;
+      sections.forEach(function (s) { if (!s.hidden && drawAxis(s.querySelector('.axis'))) n++; });
+      return n;
+    }
+    function zoom(section, factor) {
+      var inner = section.querySelector('.inner');
+      var now = parseFloat(inner.getAttribute('data-zoom') || '1');
+      var z = factor === 0 ? 1 : Math.max(1, Math.min(256, now * factor));
+      inner.setAttribute('data-zoom', z);
+      inner.style.width = (100 * z) + '%';
+      drawAxis(section.querySelector('.axis'));
+    }
+    document.addEventListener('click', function (ev) {
+      var b = ev.target;
+      if (b.hasAttribute('data-zoom')) zoom(b.closest('section'), parseFloat(b.getAttribute('data-zoom')));
+      if (b.hasAttribute('data-zoom-all')) sections.forEach(function (s) {
+        if (!s.hidden) zoom(s, parseFloat(b.getAttribute('data-zoom-all')));
+      });
+    });
+
+    // Sorting and filtering by the values each section carries.
+    function num(s, key) { var v = s.getAttribute('data-' + key); return v === null || v === '' ? NaN : +v; }
+    function el(id) { return document.getElementById(id); }
+    function apply() {
+      var how = el('sort').value.split('-'), key = how[0], sign = how[1] === 'asc' ? 1 : -1;
+      sections.sort(function (a, b) {
+        if (key === 'vid') return a.getAttribute('data-vid') < b.getAttribute('data-vid') ? -1 : 1;
+        var x = num(a, key), y = num(b, key);
+        if (isNaN(x) !== isNaN(y)) return isNaN(x) ? 1 : -1;   // videos without the value last
+        return (x === y || isNaN(x)) ? (a.getAttribute('data-vid') < b.getAttribute('data-vid') ? -1 : 1)
+                                     : sign * (x - y);
+      });
+      var minN = +el('min-n').value || 0, find = el('find').value.trim(), shown = 0;
+      var onlyDis = el('only-dis') && el('only-dis').checked;
+      var onlyChanged = el('only-changed') && el('only-changed').checked;
+      sections.forEach(function (s) {
+        list.appendChild(s);
+        s.hidden = num(s, 'n') < minN || (find && s.getAttribute('data-vid').indexOf(find) < 0) ||
+                   (onlyDis && !(num(s, 'dis') > 0)) || (onlyChanged && !(num(s, 'changes') > 0));
+        if (!s.hidden) shown++;
+      });
+      body.classList.toggle('dim-ok', !!(el('dim-ok') && el('dim-ok').checked));
+      body.classList.toggle('dim-same', !!(el('dim-same') && el('dim-same').checked));
+      el('shown').textContent = shown + ' of ' + sections.length + ' videos shown';
+      return drawAxes();
+    }
+    el('controls').addEventListener('input', apply);
+    el('controls').addEventListener('change', apply);
+    window.addEventListener('resize', drawAxes);
+    var drawn = apply();
+    body.setAttribute('data-rendered', drawn + ' timelines');
+  } catch (err) {
+    body.setAttribute('data-error', String(err && err.stack || err));
+    var box = document.getElementById('error');
+    box.textContent = 'the page script failed: ' + err;
+    box.hidden = false;
+  }
+})();
+"""
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # 1. The files, checked as train_semi.py checks them; with --config, the dataset and its ground truth.
+    dataset = load_dataset(args) if args.config else None
+    paths = args.diff or [p for p in (args.previous, args.pseudo_labels) if p]
+    classes = dataset["classes"] if dataset else file_classes(paths)
+    rounds = [read_round(path, classes, dataset) for path in paths]
+
+    # 2. --diff: the changes on stdout, nothing written.
+    if args.diff:
+        summary = diff_summary(diff_rounds(rounds[1], rounds[0], classes))
+        print(json.dumps({"old": args.diff[0], "new": args.diff[1], **summary}, indent=2) if args.json
+              else diff_table(summary, *args.diff))
+        return summary
+
+    # 3. The page, written whole or not at all.
+    current, previous = rounds[-1], rounds[0] if args.previous else None
+    page = render_page(current, previous, dataset, classes)
+    path = os.path.join(args.out, "index.html")
+    atomic_write_text(path, page)
+    print(f"wrote {path}: {count(len(current.videos), 'video')}, "
+          f"{count(sum(len(v.labels) for v in current.videos.values()), 'pseudo label')}, "
+          f"{sum(map(len, current.rejected.values()))} rejected ({len(page.encode()) / 1e6:.2f} MB)")
+    return path
+
+
+if __name__ == "__main__":
+    run_main(main)
