@@ -3,7 +3,9 @@
 #   ACP pre-training -> supervised detector -> pseudo labels -> semi-supervised training
 #   (ROUNDS times) -> evaluation,
 # printing the mAP of the supervised detector and of the final one. The dataset is generated on
-# first use; outputs land in outputs/main/ and a rerun reuses what is done.
+# first use; outputs land in outputs/main/ and a rerun reuses what is done. Each round's pseudo
+# labels get a review page (OUT/roundN/review/index.html, with the changes since the round before),
+# rewritten on every run so that it shows the file as it is, hand edits included.
 #   [OUT=DIR] [ROUNDS=N] bash runs/main.sh [--set key=value ...]   e.g. ROUNDS=2 bash runs/main.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -21,6 +23,10 @@ prev="$OUT/supervised/last.pt"
 for r in $(seq 1 "$ROUNDS"); do
   [ -f "$OUT/round$r/pseudo_labels.json" ] || \
     run pseudo_label.py --checkpoint "$prev" --out "$OUT/round$r/pseudo_labels.json"
+  review=("$OUT/round$r/pseudo_labels.json" --config "$CFG" --out "$OUT/round$r/review")
+  if [ "$r" -gt 1 ]; then review+=(--previous "$OUT/round$((r - 1))/pseudo_labels.json"); fi
+  "$PY" tools/review_pseudo_labels.py "${review[@]}" "${SETS[@]}"
+  echo "review the pseudo labels: file://$(cd "$OUT/round$r/review" && pwd)/index.html"
   run train_semi.py --init "$prev" --pseudo-labels "$OUT/round$r/pseudo_labels.json" --out "$OUT/round$r" --resume
   prev="$OUT/round$r/last.pt"
 done
