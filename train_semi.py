@@ -4,7 +4,7 @@ Starts from a checkpoint (train_supervised.py's, or a previous round's) and trai
     L = L^s + beta * L^u                                                          Eq. (12)
 where each term has the classification (Eq. 5), DIoU (Eq. 1) and localisation-quality (Eq. 3)
 losses over its own moving average of positives; on an unlabeled video, points outside every
-pseudo-labeled action are background. The ICD keeps learning from the labeled instances (Eq. 8).
+pseudo-labeled action are background (the paper's reading; semi.background chooses). The ICD keeps learning from the labeled instances (Eq. 8).
 An epoch is one pass over the pseudo-labeled videos, with the labeled ones cycled beside them.
 
 The pseudo-label file (pseudo_label.py's, possibly edited by hand) is checked entry by entry
@@ -21,7 +21,7 @@ import os
 
 from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import save_config
-from common.data import VideoDataset, data_error, load_annotations
+from common.data import VideoDataset, data_error, load_annotations, rejected_segments
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
@@ -57,7 +57,8 @@ def load_pseudo_labels(path, videos, classes, labeled, train_subset):
             raise data_error(path, f"is a {videos[vid].subset!r} video, not a training ({train_subset!r}) one", vid)
         if abs(pl.duration - videos[vid].duration) > 1e-3:
             raise data_error(path, f"{pl.duration} differs from the dataset's {videos[vid].duration}", vid, "duration")
-        out[vid] = dataclasses.replace(videos[vid], segments=pl.segments, labels=pl.labels, extra=pl.extra)
+        out[vid] = dataclasses.replace(videos[vid], segments=pl.segments, labels=pl.labels, extra=pl.extra,
+                                       uncertain=rejected_segments(path, pl))
     return out
 
 

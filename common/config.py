@@ -113,8 +113,9 @@ DEFAULTS = {
     "semi": {
         "beta": 2.0,                          # weight of the unlabeled loss, Eq. (12)
         # Points of a pseudo-labeled video outside every pseudo label: all = background (the paper's
-        # reading); confident = background only where the detector's own joint score is below
-        # background_thresh, the rest left out of the classification loss (common/losses.py)
+        # reading); rejected = background except inside the predictions pseudo_label.py rejected
+        # (left out of the classification loss); confident = background only where the detector's
+        # own joint score is below background_thresh, the rest left out (common/losses.py)
         "background": "all",
         "background_thresh": 0.1,
         "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos

@@ -56,6 +56,7 @@ class Video:
     labels: np.ndarray                                  # (N,) int64, index into the class list
     extra: list = field(default_factory=list)           # per annotation: keys we don't interpret
     video_extra: dict = field(default_factory=dict)     # per video: keys we don't interpret
+    uncertain: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (M, 2) seconds; see below
 
 
 # ---------------------------------------------------------------- annotation files
@@ -227,6 +228,25 @@ def load_annotations(path, classes=None, default_fps=None, strict=False, as_give
         videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps, strict, as_given)
     _print_repairs(path, per_video)
     return videos, classes
+
+
+def rejected_segments(path, video):
+    """(M, 2) seconds of a pseudo-labeled video's rejected predictions (its "rejected" list), clipped
+    to the video: the regions semi.background = rejected leaves out of the classification loss."""
+    entries = video.video_extra.get("rejected", [])
+    if not isinstance(entries, list):
+        raise data_error(path, f"expected a list, got {entries!r}", video.video_id, "rejected")
+    out = []
+    for k, e in enumerate(entries):
+        seg = e.get("segment") if isinstance(e, dict) else None
+        if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_number, seg))):
+            raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", video.video_id,
+                             f"rejected[{k}].segment")
+        if seg[1] < seg[0]:
+            raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", video.video_id,
+                             f"rejected[{k}].segment")
+        out.append((min(max(seg[0], 0.0), video.duration), min(max(seg[1], 0.0), video.duration)))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
 # ---------------------------------------------------------------- labeled / unlabeled splits
@@ -455,17 +475,20 @@ class VideoDataset(torch.utils.data.Dataset):
         stride, frames = self.dcfg["feat_stride"], self.dcfg["num_frames"]
         feats = load_features(self.dcfg, video.video_id)
         segments = time_to_grid(video.segments, video.fps, stride, frames)
+        uncertain = time_to_grid(video.uncertain, video.fps, stride, frames)
         labels, offset, size = video.labels, 0, self.dcfg["max_seq_len"]
         if self.training and len(feats) > size:
             offset, keep = self._crop(len(feats), segments, i)
             feats = feats[offset: offset + size]        # reads only the window from the memory map
             segments = np.clip(segments[keep], offset, offset + size) - offset
             labels = labels[keep]
+            uncertain = np.clip(uncertain, offset, offset + size) - offset
         return {
             "video_id": video.video_id,
             "feats": torch.from_numpy(np.array(feats.T, dtype=np.float32, order="C")),    # (D, T)
             "segments": torch.from_numpy(segments.astype(np.float32)),                    # (N, 2)
             "labels": torch.from_numpy(labels.astype(np.int64)),                          # (N,)
+            "uncertain": torch.from_numpy(uncertain.astype(np.float32)),                  # (M, 2)
             "fps": video.fps, "duration": video.duration,
             "feat_stride": stride, "num_frames": frames, "offset": offset,
         }

@@ -132,27 +132,39 @@ class LossNormalizer:
         return self.value / world_size()
 
 
-def uncertain_background(outputs, cls_targets, cfg):
+def uncertain_background(outputs, cls_targets, cfg, points=None, uncertain=None):
     """(B, P) mask of the points a pseudo-labeled video leaves out of its classification loss.
 
     The paper trains every point outside the pseudo labels as background (Eq. 12), which, when the
     pseudo labels find a small share of the actions, teaches the detector that the others are
-    background. semi.background = confident keeps as background only the points where the detector
-    itself (its detached joint score, Eq. 4, the best class) is confidently negative, below
-    semi.background_thresh; the others (actions the selection missed, candidates it rejected)
-    take no part in the classification loss. semi.background = all is the paper's reading.
+    background. semi.background chooses what is background there:
+      all        every point (the paper's reading): returns None;
+      rejected   every point outside the predictions pseudo_label.py rejected (the file's "rejected"
+                 list: candidates, EAP's removals, other classes), which take no part: fixed by the
+                 file, so what is left out can be read and edited, and cannot drift while training;
+      confident  the points where the detector itself (its detached joint score, Eq. 4, best class)
+                 is below semi.background_thresh; the others take no part.
+    points: the (P, 4) points of make_points, concatenated; uncertain: per video, the (M, 2) grid
+    segments of its rejected predictions (the batch's "uncertain").
     """
     scfg = cfg["semi"]
+    negative = cls_targets.sum(-1) == 0
     if scfg["background"] == "all":
         return None
+    if scfg["background"] == "rejected":
+        pos = torch.cat(points, dim=0)[:, 0]                                           # (P,)
+        inside = [((pos[:, None] >= u[:, 0].to(pos.device)) & (pos[:, None] <= u[:, 1].to(pos.device))).any(1)
+                  for u in uncertain]
+        return negative & torch.stack(inside)
     if scfg["background"] != "confident":
-        raise ConfigError(f"config key semi.background: expected all or confident, got {scfg['background']!r}")
+        raise ConfigError(f"config key semi.background: expected all, rejected or confident, got "
+                          f"{scfg['background']!r}")
     mode, eps = cfg["model"]["alqa"], cfg["loss"]["quality_eps"]
     with torch.no_grad():
         cls_logits = torch.cat(outputs["cls_logits"], dim=1).float()
         q_logits = torch.cat(outputs["quality_logits"], dim=1).float() if mode != "none" else None
         score = joint_score(cls_logits, q_logits, mode, eps).max(dim=-1).values       # (B, P)
-    return (cls_targets.sum(-1) == 0) & (score >= scfg["background_thresh"])
+    return negative & (score >= scfg["background_thresh"])
 
 
 def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer, ignore=None):
@@ -218,7 +230,7 @@ def outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=False):
                              cfg["model"]["regression_range"], device)
         cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
                                      cfg["model"]["center_radius"])
-        ignore = uncertain_background(outputs, cls_t, cfg) if pseudo else None
+        ignore = uncertain_background(outputs, cls_t, cfg, points, batch.get("uncertain")) if pseudo else None
         return detection_loss(outputs, cls_t, reg_t, cfg, normalizer, ignore)
 
 

@@ -429,3 +429,19 @@ def test_collate_pads_and_masks():
     assert out["video_id"] == ["a", "b"] and out["fps"] == [30.0, 25.0]
     assert [s.shape for s in out["segments"]] == [(1, 2), (0, 2)]
     assert collate(batch)["feats"].shape == (2, 3, 7)
+
+
+def test_rejected_segments_clipped_and_checked():
+    import re
+    import numpy as np
+    from common.data import DataError, Video, rejected_segments
+    video = Video("v", "train", 10.0, 30.0, np.zeros((0, 2)), np.zeros(0, dtype=np.int64),
+                  video_extra={"rejected": [{"label": "A", "segment": [-1.0, 2.0]}, {"segment": [8.0, 12.5]}]})
+    assert rejected_segments("pl.json", video).tolist() == [[0.0, 2.0], [8.0, 10.0]]
+    video.video_extra = {}
+    assert rejected_segments("pl.json", video).shape == (0, 2)
+    for bad, field in (({"rejected": {"a": 1}}, "rejected"), ({"rejected": [{"segment": [3.0, 1.0]}]}, "rejected[0].segment"),
+                       ({"rejected": [{"label": "A"}, 5]}, "rejected[0].segment")):
+        video.video_extra = bad
+        with pytest.raises(DataError, match=rf"pl.json: video v: {re.escape(field)}: "):
+            rejected_segments("pl.json", video)

@@ -168,3 +168,21 @@ def test_detection_loss_leaves_ignored_points_out_by_hand():
     parts = detection_loss(_outputs([0.9, 0.6, 0.2]), targets, reg, cfg, LossNormalizer())
     assert parts["cls_loss"].item() == pytest.approx(by_hand + 0.75 * 0.36 * -math.log(0.4) / 90.1, rel=1e-5)
     assert parts["num_ignored"] == 0
+
+
+def test_rejected_regions_are_left_out_by_hand():
+    from common.losses import uncertain_background
+    # One level of stride 1, points at grid positions 0..5; a pseudo label's positive at point 1,
+    # one rejected prediction over [2.5, 4]: points 3 and 4 inside it are left out, point 2 (before
+    # it) and point 5 (after) stay background, and so would a positive inside it.
+    points = [torch.tensor([[float(i), 0.0, 4.0, 1.0] for i in range(6)])]
+    targets = torch.tensor([[[0.0], [1.0], [0.0], [0.0], [0.0], [0.0]]])
+    outputs = _outputs([0.1] * 6)
+    got = uncertain_background(outputs, targets, _semi_cfg("rejected"), points, [torch.tensor([[2.5, 4.0]])])
+    assert got.tolist() == [[False, False, False, True, True, False]]
+    targets[0, 3, 0] = 1.0
+    got = uncertain_background(outputs, targets, _semi_cfg("rejected"), points, [torch.tensor([[2.5, 4.0]])])
+    assert got.tolist() == [[False, False, False, False, True, False]]
+    # no rejected prediction: every point outside the pseudo labels is background
+    got = uncertain_background(outputs, targets, _semi_cfg("rejected"), points, [torch.zeros(0, 2)])
+    assert not got.any()

@@ -250,3 +250,13 @@ def test_oracle_file_holds_the_truth_and_trains_with_confident_background(chain)
         "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "oracle.json"), "--out", str(out / "oracle")])
     log = [json.loads(line) for line in open(out / "oracle" / "log.jsonl")]
     assert "u_num_ignored" in log[-1] and np.isfinite(log[-1]["loss"])
+
+
+def test_semi_round_leaves_the_rejected_regions_out(chain):
+    out, sets = chain["out"], chain["sets"]
+    data = json.load(open(out / "pl.json"))
+    assert sum(len(v["rejected"]) for v in data["database"].values()) > 0
+    train_semi.main(_args(sets + ["semi.background=rejected"]) + [
+        "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "pl.json"), "--out", str(out / "rej")])
+    log = [json.loads(line) for line in open(out / "rej" / "log.jsonl")]
+    assert log[-1]["u_num_ignored"] > 0 and np.isfinite(log[-1]["loss"])
