@@ -238,7 +238,9 @@ def rejected_segments(path, video):
         raise data_error(path, f"expected a list, got {entries!r}", video.video_id, "rejected")
     out = []
     for k, e in enumerate(entries):
-        seg = e.get("segment") if isinstance(e, dict) else None
+        if not isinstance(e, dict):
+            raise data_error(path, f"expected an object, got {e!r}", video.video_id, f"rejected[{k}]")
+        seg = e.get("segment")
         if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_number, seg))):
             raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", video.video_id,
                              f"rejected[{k}].segment")

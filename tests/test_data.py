@@ -441,7 +441,8 @@ def test_rejected_segments_clipped_and_checked():
     video.video_extra = {}
     assert rejected_segments("pl.json", video).shape == (0, 2)
     for bad, field in (({"rejected": {"a": 1}}, "rejected"), ({"rejected": [{"segment": [3.0, 1.0]}]}, "rejected[0].segment"),
-                       ({"rejected": [{"label": "A"}, 5]}, "rejected[0].segment")):
+                       ({"rejected": [{"label": "A"}, 5]}, "rejected[0].segment"),
+                       ({"rejected": [5]}, "rejected[0]")):
         video.video_extra = bad
         with pytest.raises(DataError, match=rf"pl.json: video v: {re.escape(field)}: "):
             rejected_segments("pl.json", video)
