@@ -13,8 +13,9 @@ import evaluate
 from common.data import load_annotations
 from common.metrics import segment_tiou
 
-THUMOS = "/work/shared/data/thumos14/thumos14.json"
-ANET = "/work/shared/data/activitynet/anet1.3.json"
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+THUMOS = os.path.join(SHARED, "thumos14", "thumos14.json")  # ../shared beside the project, where present
+ANET = os.path.join(SHARED, "activitynet", "anet1.3.json")
 
 
 def _evaluate(tmp_path, database, results, thresholds, extra=()):
@@ -145,7 +146,7 @@ def test_evaluate_matches_a_slow_official_transcription(tmp_path, seed):
 
 # ---------------------------------------------------------------- the real annotation files
 
-@pytest.mark.skipif(not os.path.exists(THUMOS), reason="needs /work/shared/data/thumos14/thumos14.json")
+@pytest.mark.skipif(not os.path.exists(THUMOS), reason="needs ../shared/data/thumos14/thumos14.json beside the project")
 def test_thumos14_test_subset_scores_all_3358_segments(tmp_path, capsys):
     data = json.load(open(THUMOS))["database"]
     test = {v: e for v, e in data.items() if e["subset"] == "Test"}
@@ -160,7 +161,7 @@ def test_thumos14_test_subset_scores_all_3358_segments(tmp_path, capsys):
     assert sum(metrics["num_gt"].values()) == 3358 and len(metrics["num_gt"]) == 20
 
 
-@pytest.mark.skipif(not os.path.exists(ANET), reason="needs /work/shared/data/activitynet/anet1.3.json")
+@pytest.mark.skipif(not os.path.exists(ANET), reason="needs ../shared/data/activitynet/anet1.3.json beside the project")
 def test_activitynet_validation_scores_every_segment(tmp_path):
     data = json.load(open(ANET))["database"]
     given = sum(len(e["annotations"]) for e in data.values() if e["subset"] == "validation")
