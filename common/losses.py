@@ -152,6 +152,8 @@ def uncertain_background(outputs, cls_targets, cfg, points=None, uncertain=None)
     if scfg["background"] == "all":
         return None
     if scfg["background"] == "rejected":
+        if uncertain is None:  # a batch without rejected regions (not from a pseudo-label file)
+            return None
         pos = torch.cat(points, dim=0)[:, 0]                                           # (P,)
         inside = [((pos[:, None] >= u[:, 0].to(pos.device)) & (pos[:, None] <= u[:, 1].to(pos.device))).any(1)
                   for u in uncertain]

@@ -186,3 +186,4 @@ def test_rejected_regions_are_left_out_by_hand():
     # no rejected prediction: every point outside the pseudo labels is background
     got = uncertain_background(outputs, targets, _semi_cfg("rejected"), points, [torch.zeros(0, 2)])
     assert not got.any()
+    assert uncertain_background(outputs, targets, _semi_cfg("rejected"), points, None) is None
