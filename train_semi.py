@@ -3,8 +3,10 @@
 Starts from a checkpoint (train_supervised.py's, or a previous round's) and trains with
     L = L^s + beta * L^u                                                          Eq. (12)
 where each term has the classification (Eq. 5), DIoU (Eq. 1) and localisation-quality (Eq. 3)
-losses over its own moving average of positives; on an unlabeled video, points outside every
-pseudo-labeled action are background (the paper's reading; semi.background chooses). The ICD keeps learning from the labeled instances (Eq. 8).
+losses over its own moving average of positives. On an unlabeled video, points outside every
+pseudo-labeled action are background, except inside the predictions the file lists as rejected,
+which the classification loss leaves out (semi.background: rejected; `all` is the paper's
+reading, every such point background). The ICD keeps learning from the labeled instances (Eq. 8).
 An epoch is one pass over the pseudo-labeled videos, with the labeled ones cycled beside them.
 
 The pseudo-label file (pseudo_label.py's, possibly edited by hand) is checked entry by entry

@@ -119,13 +119,18 @@ def _parse_annotation(path, vid, k, ann, index):
     if "label_id" in ann and ann["label_id"] != index[label]:
         raise data_error(path, f"{ann['label_id']!r} disagrees with {label!r}, class {index[label]} "
                                "of the class list", vid, where + ".label_id")
-    seg = ann.get("segment")
-    if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_number, seg))):
-        raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", vid, where + ".segment")
-    if seg[1] < seg[0]:
-        raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", vid, where + ".segment")
+    start, end = check_segment(path, vid, where + ".segment", ann.get("segment"))
     extra = {key: value for key, value in ann.items() if key not in _ANNOTATION_KEYS}
-    return float(seg[0]), float(seg[1]), index[label], extra
+    return start, end, index[label], extra
+
+
+def check_segment(path, vid, where, seg):
+    """[start, end] in seconds -> (start, end) floats; DataError naming `where` otherwise."""
+    if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_number, seg))):
+        raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", vid, where)
+    if seg[1] < seg[0]:
+        raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", vid, where)
+    return float(seg[0]), float(seg[1])
 
 
 # Repairs of real files (THUMOS14 has segments lying wholly past their video's end, ActivityNet has
@@ -240,14 +245,8 @@ def rejected_segments(path, video):
     for k, e in enumerate(entries):
         if not isinstance(e, dict):
             raise data_error(path, f"expected an object, got {e!r}", video.video_id, f"rejected[{k}]")
-        seg = e.get("segment")
-        if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_number, seg))):
-            raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", video.video_id,
-                             f"rejected[{k}].segment")
-        if seg[1] < seg[0]:
-            raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", video.video_id,
-                             f"rejected[{k}].segment")
-        out.append((min(max(seg[0], 0.0), video.duration), min(max(seg[1], 0.0), video.duration)))
+        start, end = check_segment(path, video.video_id, f"rejected[{k}].segment", e.get("segment"))
+        out.append((min(max(start, 0.0), video.duration), min(max(end, 0.0), video.duration)))
     return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
@@ -419,7 +418,7 @@ def _check_finite(path, video_id, feats, rows=4096):
 
 
 # Feature files already read whole and found sound, by (path, size, mtime, D): every stage checks
-# its videos before training, and each dataset checks again, which then costs only a stat.
+# its videos before training, and each dataset checks again, which then costs only a lookup and a stat.
 _CHECKED = set()
 
 
@@ -428,11 +427,10 @@ def check_features(dcfg, video_ids):
     every value is finite (each file is read whole once per process, then again only if it changes)."""
     for vid in video_ids:
         path = feature_path(dcfg, vid)
-        feats = _read_features(dcfg, path, vid)
         stat = os.stat(path)
         key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, dcfg["feature_dim"])
         if key not in _CHECKED:
-            _check_finite(path, vid, feats)
+            _check_finite(path, vid, _read_features(dcfg, path, vid))
             _CHECKED.add(key)
 
 

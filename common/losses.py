@@ -148,9 +148,9 @@ def uncertain_background(outputs, cls_targets, cfg, points=None, uncertain=None)
     segments of its rejected predictions (the batch's "uncertain").
     """
     scfg = cfg["semi"]
-    negative = cls_targets.sum(-1) == 0
     if scfg["background"] == "all":
         return None
+    negative = cls_targets.sum(-1) == 0
     if scfg["background"] == "rejected":
         if uncertain is None:  # a batch without rejected regions (not from a pseudo-label file)
             return None

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pseudo_label  # noqa: E402  (its quality measures, Fig. 3(c))
 import train_semi  # noqa: E402  (its check of a pseudo-label file)
 from common.config import atomic_write_text  # noqa: E402
-from common.data import data_error, load_annotations  # noqa: E402
+from common.data import check_segment, data_error, load_annotations  # noqa: E402
 from common.metrics import segment_tiou  # noqa: E402
 from common.stage import config_from_args, labeled_ids, load_data, make_parser, run_main  # noqa: E402
 
@@ -173,16 +173,12 @@ def rejected_entry(path, vid, where, e):
         raise data_error(path, f"expected an object, got {e!r}", vid, where)
     if not isinstance(e.get("label"), str):
         raise data_error(path, f"expected a label name, got {e.get('label')!r}", vid, where + ".label")
-    seg = e.get("segment")
-    if not (isinstance(seg, list) and len(seg) == 2 and all(map(_number, seg))):
-        raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", vid, where + ".segment")
-    if seg[1] < seg[0]:
-        raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", vid, where + ".segment")
+    start, end = check_segment(path, vid, where + ".segment", e.get("segment"))
     for key in SCORE_KEYS:
         if e.get(key) is not None and not _number(e[key]):
             raise data_error(path, f"expected a number, got {e[key]!r}", vid, f"{where}.{key}")
     reason = e.get("reason") if isinstance(e.get("reason"), str) and e.get("reason") else "unknown"
-    return Entry(float(seg[0]), float(seg[1]), e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS))
+    return Entry(start, end, e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS))
 
 
 def origin_of(extra):
