@@ -10,8 +10,10 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
   2. scores positives and candidates with ICD (Eq. 10): positives with S < tau_icd are removed
      (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both);
   3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
-     score, cls_score, tiou, tnd, icd, origin), its `rejected` predictions with the reason, and a
-     top-level `meta`. Edit it by hand freely: train_semi.py checks every entry before training.
+     score, cls_score, tiou, tnd, icd, origin, and class_scores: P_cls of the prediction's point for
+     its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
+     predictions with the reason, and a top-level `meta`. Edit it by hand freely: train_semi.py
+     checks every entry before training.
 When the unlabeled videos carry ground truth (benchmarks), prints the pseudo-label quality of
 Fig. 3(c) for fixed / adaptive / +EAP / +MPP / +both.
 
@@ -129,7 +131,8 @@ def _entry(pred, i, classes, icd, origin_key, origin):
     return {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), round(float(seg[1]), 3)],
             "label_id": int(pred["labels"][i]), "score": num(pred["scores"][i]),
             "cls_score": num(pred["cls_score"][i]), "tiou": num(pred["tiou"][i]), "tnd": num(pred["tnd"][i]),
-            "icd": num(icd[i]), origin_key: str(origin)}
+            "icd": num(icd[i]), origin_key: str(origin),
+            "class_scores": {classes[int(c)]: num(p) for c, p in zip(pred["topk_labels"][i], pred["topk_probs"][i])}}
 
 
 def _ordered(entries):

@@ -6,7 +6,8 @@ where each term has the classification (Eq. 5), DIoU (Eq. 1) and localisation-qu
 losses over its own moving average of positives. On an unlabeled video, points outside every
 pseudo-labeled action are background, except inside the predictions the file lists as rejected,
 which the classification loss leaves out (semi.background: rejected; `all` is the paper's
-reading, every such point background). The ICD keeps learning from the labeled instances (Eq. 8).
+reading, every such point background). semi.class_target = soft spreads a pseudo label's class
+target over the classes its class_scores list (hard: its label alone, the paper's reading). The ICD keeps learning from the labeled instances (Eq. 8).
 An epoch is one pass over the pseudo-labeled videos, with the labeled ones cycled beside them.
 
 The pseudo-label file (pseudo_label.py's, possibly edited by hand) is checked entry by entry
@@ -28,7 +29,7 @@ from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
 from common.icd import InstanceBank, feature_source
-from common.losses import LossNormalizer, labeled_loss, pseudo_labeled_loss
+from common.losses import LossNormalizer, labeled_loss, pseudo_class_targets, pseudo_labeled_loss
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
                           labeled_ids, load_data, load_weights, make_parser, prepare_run, run_main)
 
@@ -42,8 +43,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_pseudo_labels(path, videos, classes, labeled, train_subset):
-    """The pseudo-labeled videos as the dataset's Video records with the file's actions.
+def load_pseudo_labels(path, videos, classes, labeled, train_subset, class_target="hard"):
+    """The pseudo-labeled videos as the dataset's Video records with the file's actions, and their
+    class targets under semi.class_target (pseudo_class_targets).
 
     Read strictly by the annotation reader; videos must be unlabeled training videos of the dataset
     (pseudo labels on an evaluation video would leak it into training).
@@ -59,8 +61,10 @@ def load_pseudo_labels(path, videos, classes, labeled, train_subset):
             raise data_error(path, f"is a {videos[vid].subset!r} video, not a training ({train_subset!r}) one", vid)
         if abs(pl.duration - videos[vid].duration) > 1e-3:
             raise data_error(path, f"{pl.duration} differs from the dataset's {videos[vid].duration}", vid, "duration")
+        weights = (None if class_target == "hard"  # one-hot labels, the detector's own path
+                   else pseudo_class_targets(pl.labels, pl.extra, len(classes), classes, class_target))
         out[vid] = dataclasses.replace(videos[vid], segments=pl.segments, labels=pl.labels, extra=pl.extra,
-                                       uncertain=rejected_segments(path, pl))
+                                       uncertain=rejected_segments(path, pl), label_weights=weights)
     return out
 
 
@@ -108,7 +112,8 @@ def main(argv=None):
     # 2. Data: labeled videos with ground truth, unlabeled ones with the (checked) pseudo labels.
     videos, classes = load_data(cfg)
     lab_ids = labeled_ids(cfg, videos)
-    pseudo = load_pseudo_labels(args.pseudo_labels, videos, classes, set(lab_ids), cfg["dataset"]["train_subset"])
+    pseudo = load_pseudo_labels(args.pseudo_labels, videos, classes, set(lab_ids), cfg["dataset"]["train_subset"],
+                                cfg["semi"]["class_target"])
     labeled = VideoDataset(cfg["dataset"], videos, lab_ids, training=True, seed=cfg["seed"])
     unlabeled = VideoDataset(cfg["dataset"], pseudo, sorted(pseudo), training=True, seed=cfg["seed"] + 1)
     print(f"{len(lab_ids)} labeled videos ({sum(len(videos[v].labels) for v in lab_ids)} actions), "

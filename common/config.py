@@ -120,6 +120,9 @@ DEFAULTS = {
         # by +0.6 (README, benchmarks/bench_presets.py); all is the paper's reading
         "background": "rejected",
         "background_thresh": 0.1,
+        # Class target of a pseudo label: hard = one-hot of its label (the paper); soft = spread over
+        # the classes its class_scores list, in proportion to P_cls (common/losses.py)
+        "class_target": "hard",
         "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos
         "warmup_epochs": 1,
     },

@@ -57,6 +57,7 @@ class Video:
     extra: list = field(default_factory=list)           # per annotation: keys we don't interpret
     video_extra: dict = field(default_factory=dict)     # per video: keys we don't interpret
     uncertain: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (M, 2) seconds; see below
+    label_weights: np.ndarray | None = None             # (N, C) class targets; None: one-hot labels
 
 
 # ---------------------------------------------------------------- annotation files
@@ -144,7 +145,7 @@ _REPAIRS = {"clipped": "clipped {n} segments that end past their video's duratio
 _NUMERIC_EXTRA = ("score", "cls_score", "tiou", "tnd", "icd")
 
 
-def _check_strict(path, vid, k, start, end, duration, extra):
+def _check_strict(path, vid, k, start, end, duration, extra, index):
     """Pseudo-label files are ours: nothing in them is repaired, everything wrong is an error."""
     where = f"annotations[{k}]"
     if start < 0 or end > duration or end == start:
@@ -153,6 +154,19 @@ def _check_strict(path, vid, k, start, end, duration, extra):
     for key in _NUMERIC_EXTRA:
         if key in extra and extra[key] is not None and not _is_number(extra[key]):
             raise data_error(path, f"expected a number, got {extra[key]!r}", vid, f"{where}.{key}")
+    scores = extra.get("class_scores")
+    if scores is None:
+        return
+    if not isinstance(scores, dict) or not scores:
+        raise data_error(path, f"expected an object {{class name: probability}}, got {scores!r}", vid,
+                         where + ".class_scores")
+    for name, p in scores.items():
+        if name not in index:
+            raise data_error(path, f"{name!r} is not in the class list ({len(index)} classes)", vid,
+                             where + ".class_scores")
+        if not _is_number(p) or not 0 <= p <= 1:
+            raise data_error(path, f"expected a probability in [0, 1], got {p!r}", vid,
+                             f"{where}.class_scores.{name}")
 
 
 def _repair(start, end, duration, repairs):
@@ -184,7 +198,7 @@ def _parse_video(path, vid, entry, index, default_fps, strict=False, as_given=Fa
     for k, ann in enumerate(anns):
         start, end, label, ann_extra = _parse_annotation(path, vid, k, ann, index)
         if strict:
-            _check_strict(path, vid, k, start, end, duration, ann_extra)
+            _check_strict(path, vid, k, start, end, duration, ann_extra, index)
         segment = (start, end) if as_given else _repair(start, end, duration, repairs)
         if segment is None:
             continue
@@ -476,13 +490,15 @@ class VideoDataset(torch.utils.data.Dataset):
         feats = load_features(self.dcfg, video.video_id)
         segments = time_to_grid(video.segments, video.fps, stride, frames)
         uncertain = time_to_grid(video.uncertain, video.fps, stride, frames)
-        labels, offset, size = video.labels, 0, self.dcfg["max_seq_len"]
+        labels, weights, offset, size = video.labels, video.label_weights, 0, self.dcfg["max_seq_len"]
         if self.training and len(feats) > size:
             offset, keep = self._crop(len(feats), segments, i)
             feats = feats[offset: offset + size]        # reads only the window from the memory map
             segments = np.clip(segments[keep], offset, offset + size) - offset
             labels = labels[keep]
+            weights = None if weights is None else weights[keep]
             uncertain = np.clip(uncertain, offset, offset + size) - offset
+        extra = {} if weights is None else {"label_weights": torch.from_numpy(weights.astype(np.float32))}  # (N, C)
         return {
             "video_id": video.video_id,
             "feats": torch.from_numpy(np.array(feats.T, dtype=np.float32, order="C")),    # (D, T)
@@ -490,7 +506,7 @@ class VideoDataset(torch.utils.data.Dataset):
             "labels": torch.from_numpy(labels.astype(np.int64)),                          # (N,)
             "uncertain": torch.from_numpy(uncertain.astype(np.float32)),                  # (M, 2)
             "fps": video.fps, "duration": video.duration,
-            "feat_stride": stride, "num_frames": frames, "offset": offset,
+            "feat_stride": stride, "num_frames": frames, "offset": offset, **extra,
         }
 
 

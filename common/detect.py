@@ -12,15 +12,18 @@ from common.losses import joint_score
 from common.model import make_points
 from common.nms import batched_nms
 
+CLASS_TOPK = 5  # classes kept per prediction beside its own: the pseudo labels' class_scores
+
 
 def decode_video(outputs, b, points, cfg):
     """Candidates of video `b` of a batch: per level the top-k (point, class) pairs by joint score.
 
     Returns segments (N, 2) in grid units, scores (N,) = the joint score of Eq. (4), labels (N,),
-    and the parts of the score: cls_score (N,), tiou (N,), tnd (N,) (NaN where not predicted).
+    the parts of the score: cls_score (N,), tiou (N,), tnd (N,) (NaN where not predicted), and the
+    point's CLASS_TOPK most likely classes: topk_labels (N, K) and topk_probs (N, K) (P_cls).
     """
     tcfg, mode, eps = cfg["test"], cfg["model"]["alqa"], cfg["loss"]["quality_eps"]
-    parts = {k: [] for k in ("segments", "scores", "labels", "cls_score", "tiou", "tnd")}
+    parts = {k: [] for k in ("segments", "scores", "labels", "cls_score", "tiou", "tnd", "topk_probs", "topk_labels")}
     for lvl, pts in enumerate(points):
         mask = outputs["masks"][lvl][b]
         cls_logits = outputs["cls_logits"][lvl][b][mask]                    # (T, C)
@@ -39,6 +42,9 @@ def decode_video(outputs, b, points, cfg):
         parts["scores"].append(scores[idx][long_enough])
         parts["labels"].append(cls[long_enough])
         parts["cls_score"].append(torch.sigmoid(cls_logits[pt, cls])[long_enough])
+        top_probs, top_labels = torch.sigmoid(cls_logits[pt][long_enough]).topk(min(CLASS_TOPK, num_classes), dim=1)
+        parts["topk_probs"].append(top_probs)
+        parts["topk_labels"].append(top_labels)
         tiou, tnd = _quality_parts(q_logits, pt, mode, long_enough)
         parts["tiou"].append(tiou)
         parts["tnd"].append(tnd)
@@ -67,7 +73,7 @@ def postprocess(cands, fps, duration, feat_stride, num_frames, tcfg):
     segs, scores, labels, index = batched_nms(cands["segments"], cands["scores"], cands["labels"], nms_cfg)
     seconds = grid_to_time(segs.numpy().astype("float64"), fps, feat_stride, num_frames, duration)
     out = {"segments": seconds, "scores": scores.numpy(), "labels": labels.numpy()}
-    for key in ("cls_score", "tiou", "tnd"):
+    for key in ("cls_score", "tiou", "tnd", "topk_probs", "topk_labels"):
         out[key] = cands[key][index].numpy()
     return out
 

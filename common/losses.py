@@ -8,6 +8,7 @@ so a prediction and its ground truth share the same anchor point. The formulas:
   joint = max(P_tiou - P_tnd, eps) * P_cls                               Eq. (4)
   soft label at the true class = max(tIoU - tND, eps)                    Eq. (5)
 """
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -89,12 +90,14 @@ def assign_targets(points, gt_segments, gt_labels, num_classes, center_radius):
     """ActionFormer's label assignment for one video.
 
     points: (P, 4) concatenated over levels (position, range lo, range hi, stride);
-    gt_segments: (N, 2) in grid units; gt_labels: (N,).
+    gt_segments: (N, 2) in grid units; gt_labels: (N,) class ids, or (N, C) class targets in [0, 1]
+    (a pseudo label's soft class target, pseudo_class_targets).
     A point is positive for an action when it lies in the action's centre region (centre +-
     radius * stride, clipped to the action) and its larger distance to a boundary lies in the
     level's regression range; of several such actions the shortest wins, and actions of the same
-    (shortest) length all set their class (THUMOS14 annotates CliffDiving also as Diving).
-    Returns cls_targets (P, C) in {0, 1} and reg_targets (P, 2) in units of the level's stride.
+    (shortest) length all set their class (THUMOS14 annotates CliffDiving also as Diving): the
+    largest of their targets per class.
+    Returns cls_targets (P, C) in [0, 1] and reg_targets (P, 2) in units of the level's stride.
     """
     num_pts, num_gts = points.shape[0], gt_segments.shape[0]
     if num_gts == 0:
@@ -112,8 +115,11 @@ def assign_targets(points, gt_segments, gt_labels, num_classes, center_radius):
     lengths[~(in_centre & in_range)] = float("inf")
     min_len, min_idx = lengths.min(dim=1)
     shortest = (lengths <= min_len[:, None] + 1e-3) & torch.isfinite(lengths)
-    one_hot = F.one_hot(gt_labels.long(), num_classes).to(points.dtype)
-    cls_targets = (shortest.to(points.dtype) @ one_hot).clamp(max=1.0)
+    if gt_labels.dim() == 1:  # one-hot: the largest is the clamped sum, a matrix product
+        one_hot = F.one_hot(gt_labels.long(), num_classes).to(points.dtype)
+        cls_targets = (shortest.to(points.dtype) @ one_hot).clamp(max=1.0)
+    else:
+        cls_targets = (shortest[:, :, None].to(points.dtype) * gt_labels[None].to(points.dtype)).amax(dim=1)
     reg_targets = offsets[torch.arange(num_pts), min_idx] / stride
     return cls_targets, reg_targets
 
@@ -214,12 +220,43 @@ def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer, ignore=No
     return parts
 
 
+def pseudo_class_targets(labels, extra, num_classes, classes, mode):
+    """(N, C) class targets of a pseudo-labeled video's N actions (semi.class_target).
+
+    hard: one-hot of each action's label (the paper's reading).
+    soft: an action whose class_scores (the detector's P_cls at the pseudo label's point, for its
+          most likely classes) list its label is an action of one of those classes, in proportion:
+          target_c = P_c / sum of the listed P. A 10% detector often confuses classes inside a group
+          while the segment itself is right; a hard label then teaches the wrong class as surely as
+          the right one. An action without class_scores, or whose label is not among them (relabelled
+          by hand), keeps its one-hot label: deleting class_scores makes a label hard.
+    labels: (N,) class ids; extra: per action its dict of other keys (Video.extra); classes: names.
+    """
+    if mode not in ("hard", "soft"):
+        raise ConfigError(f"config key semi.class_target: expected hard or soft, got {mode!r}")
+    targets = np.zeros((len(labels), num_classes))
+    targets[np.arange(len(labels)), labels] = 1.0
+    if mode == "hard":
+        return targets
+    index = {name: i for i, name in enumerate(classes)}
+    for n, (label, ann) in enumerate(zip(labels, extra)):
+        scores = ann.get("class_scores") or {}
+        total = sum(scores.values())
+        if classes[label] in scores and total > 0:
+            targets[n] = 0.0
+            for name, p in scores.items():
+                targets[n, index[name]] = p / total
+    return targets
+
+
 def batch_targets(points, batch, num_classes, center_radius):
-    """assign_targets over a batch: (B, P, C) and (B, P, 2)."""
+    """assign_targets over a batch: (B, P, C) and (B, P, 2); a batch's label_weights, where it has
+    them, are the class targets instead of its one-hot labels."""
     flat = torch.cat(points, dim=0)
+    classes = batch.get("label_weights", batch["labels"])
     cls_t, reg_t = zip(*(assign_targets(flat, seg.to(flat.device), lab.to(flat.device),
                                         num_classes, center_radius)
-                         for seg, lab in zip(batch["segments"], batch["labels"])))
+                         for seg, lab in zip(batch["segments"], classes)))
     return torch.stack(cls_t), torch.stack(reg_t)
 
 

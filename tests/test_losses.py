@@ -1,10 +1,12 @@
 """The APL formulas against values worked out by hand, and ActionFormer's label assignment."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from common.losses import (LossNormalizer, assign_targets, diou_loss, focal_loss, joint_score,
+from common.config import ConfigError
+from common.losses import (LossNormalizer, assign_targets, diou_loss, focal_loss, joint_score, pseudo_class_targets,
                            quality_targets, soft_label, tiou_tnd)
 
 
@@ -106,6 +108,36 @@ def test_assign_targets_shortest_wins_and_empty():
     assert cls_t[4].tolist() == [0, 1] and reg_t[4].tolist() == [1, 1]
     cls_t, reg_t = assign_targets(_points(), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), 2, 1.5)
     assert cls_t.sum() == 0 and reg_t.shape == (18, 2)
+
+
+def test_assign_targets_with_class_targets_takes_the_largest_per_class():
+    # The same interval twice (as two pseudo labels of one point): soft [0.75, 0.25] and one-hot
+    # [1, 0] -> per class the largest, [1, 0.25]; alone, the soft one is its own target.
+    seg = torch.tensor([[2.0, 5.0], [2.0, 5.0]])
+    cls_t, _ = assign_targets(_points(), seg, torch.tensor([[0.75, 0.25], [1.0, 0.0]]), 2, 1.5)
+    assert cls_t[3].tolist() == [1.0, 0.25]
+    cls_t, _ = assign_targets(_points(), seg[:1], torch.tensor([[0.75, 0.25]]), 2, 1.5)
+    assert cls_t[3].tolist() == [0.75, 0.25] and cls_t[4].tolist() == [0.75, 0.25] and cls_t[5].sum() == 0
+    # one-hot rows give exactly what class ids give
+    gt = torch.tensor([[2.0, 5.0], [0.0, 10.0]])
+    ids, _ = assign_targets(_points(), gt, torch.tensor([0, 1]), 2, 1.5)
+    rows, _ = assign_targets(_points(), gt, torch.eye(2), 2, 1.5)
+    assert torch.equal(ids, rows)
+
+
+def test_pseudo_class_targets_by_hand():
+    classes = ["A", "B", "C"]
+    extra = [{"class_scores": {"B": 0.6, "C": 0.2}},          # label B listed: 0.6 / 0.8, 0.2 / 0.8
+             {},                                             # no class_scores: its label, one-hot
+             {"class_scores": {"A": 0.5, "B": 0.5}},         # label C not listed (relabelled): one-hot
+             {"class_scores": {"A": 0.3, "B": 0.1, "C": 0.1}}]  # label A: 0.6, 0.2, 0.2
+    labels = np.array([1, 0, 2, 0])
+    soft = pseudo_class_targets(labels, extra, 3, classes, "soft")
+    assert np.allclose(soft, [[0, 0.75, 0.25], [1, 0, 0], [0, 0, 1], [0.6, 0.2, 0.2]])
+    assert pseudo_class_targets(labels, extra, 3, classes, "hard").tolist() == [[0, 1, 0], [1, 0, 0], [0, 0, 1],
+                                                                                [1, 0, 0]]
+    with pytest.raises(ConfigError, match="semi.class_target"):
+        pseudo_class_targets(labels, extra, 3, classes, "sharp")
 
 
 def test_loss_normalizer_moving_average():

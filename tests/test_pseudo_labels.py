@@ -196,6 +196,11 @@ def test_hand_edits_change_what_semi_trains_on(chain, tmp_path):
     (lambda d, v: d[v]["annotations"][0].update(segment=[5.0, 2.0]), "segment: reversed", True),
     (lambda d, v: d[v]["annotations"][0].update(segment=[1.0, 1e6]), "outside the video", True),
     (lambda d, v: d[v]["annotations"][0].update(score="high"), "score: expected a number", True),
+    (lambda d, v: d[v]["annotations"][0].update(class_scores=[0.5]), "class_scores: expected an object", True),
+    (lambda d, v: d[v]["annotations"][0].update(class_scores={"Dancing": 0.5}), "class_scores: 'Dancing' is not",
+     True),
+    (lambda d, v: d[v]["annotations"][0]["class_scores"].update({d[v]["annotations"][0]["label"]: 1.5}),
+     "expected a probability in [0, 1], got 1.5", True),
 ])
 def test_bad_edits_are_one_line_errors_and_keep_outputs(chain, tmp_path, capsys, change, message, entry):
     db = json.load(open(chain["out"] / "pl.json"))["database"]
@@ -250,6 +255,40 @@ def test_oracle_file_holds_the_truth_and_trains_with_confident_background(chain)
         "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "oracle.json"), "--out", str(out / "oracle")])
     log = [json.loads(line) for line in open(out / "oracle" / "log.jsonl")]
     assert "u_num_ignored" in log[-1] and np.isfinite(log[-1]["loss"])
+
+
+def test_class_scores_are_the_points_most_likely_classes(chain):
+    data = json.load(open(chain["out"] / "pl.json"))
+    entries = [a for v in data["database"].values() for a in v["annotations"] + v["rejected"]]
+    assert entries
+    for a in entries:
+        scores = a["class_scores"]
+        assert len(scores) == 5 and list(scores.values()) == sorted(scores.values(), reverse=True)
+        if a["label"] in scores:  # its own P_cls, to the file's 4 decimals
+            assert scores[a["label"]] == pytest.approx(a["cls_score"], abs=1e-4)
+    assert np.mean([a["label"] in a["class_scores"] for a in entries]) > 0.95
+
+
+def test_soft_round_trains_on_the_class_scores(chain, tmp_path):
+    out, sets = chain["out"], chain["sets"]
+    got, classes = _trained_on(chain, str(out / "pl.json"))
+    assert all(v.label_weights is None for v in got.values())  # hard: one-hot labels
+    from common.config import load_config
+    from common.stage import labeled_ids, load_data
+    cfg = load_config("configs/default.yaml", sets)
+    videos, _ = load_data(cfg)
+    soft = train_semi.load_pseudo_labels(str(out / "pl.json"), videos, classes, set(labeled_ids(cfg, videos)),
+                                         cfg["dataset"]["train_subset"], "soft")
+    vid = next(v for v in sorted(soft) if len(soft[v].labels))
+    ann = json.load(open(out / "pl.json"))["database"][vid]["annotations"][0]
+    total = sum(ann["class_scores"].values())
+    expected = {classes.index(name): p / total for name, p in ann["class_scores"].items()}
+    row = soft[vid].label_weights[0]
+    assert {i: row[i] for i in np.flatnonzero(row)} == pytest.approx(expected)
+    train_semi.main(_args(sets + ["semi.class_target=soft"]) + [
+        "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "pl.json"), "--out", str(tmp_path / "s")])
+    log = [json.loads(line) for line in open(tmp_path / "s" / "log.jsonl")]
+    assert np.isfinite(log[-1]["loss"]) and log[-1]["u_cls_loss"] > 0
 
 
 def test_semi_round_leaves_the_rejected_regions_out(chain):
