@@ -210,10 +210,14 @@ class HeadTrunk(nn.Module):
             for i in range(layers - 1))
         self.norms = nn.ModuleList(ChannelNorm(n_hidden) for _ in range(layers - 1))
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, keep=None):
+        """keep: None, or a (B, T) bool mask whose False steps are set to zero after every layer
+        (the gaps between levels laid end to end; masked steps keep LayerNorm's bias, as alone)."""
         for conv, norm in zip(self.convs, self.norms):
             x, _ = conv(x, mask)
             x = F.relu(norm(x))
+            if keep is not None:
+                x = x * keep[:, None].to(x.dtype)
         return x
 
 
@@ -260,15 +264,25 @@ class Detector(nn.Module):
     def forward(self, feats, mask):
         levels, masks = self.pyramid(feats, mask)
         out = {"cls_logits": [], "offsets": [], "quality_logits": [], "masks": masks, "feats": levels}
-        for lvl, (x, m) in enumerate(zip(levels, masks)):
-            cls, _ = self.cls_out(self.cls_trunk(x, m), m)
-            reg = self.reg_trunk(x, m)
-            offsets, _ = self.reg_out(reg, m)
-            out["cls_logits"].append(cls.transpose(1, 2))                                # (B, T_l, C)
-            out["offsets"].append(F.relu(offsets * self.reg_scale[lvl]).transpose(1, 2))  # (B, T_l, 2)
-            if self.quality_out is not None:
-                q, _ = self.quality_out(reg, m)
-                out["quality_logits"].append(q.transpose(1, 2))                         # (B, T_l, Q)
+        # The heads are shared over levels: run them once over the levels laid end to end, each
+        # followed by a gap of kernel // 2 steps held at zero after every layer, so a conv at a
+        # level's edge sees the zeros its own padding would give: the numbers of a level alone,
+        # in 7 calls instead of 7 per level (and as many backward ones).
+        gap = self.cls_out.conv.kernel_size[0] // 2
+        x = torch.cat([t for lvl in levels for t in (lvl, lvl.new_zeros(*lvl.shape[:2], gap))], dim=2)
+        m = torch.cat([t for lm in masks for t in (lm, lm.new_zeros(lm.shape[0], gap))], dim=1)
+        keep = torch.cat([t for lm in masks for t in (torch.ones_like(lm), lm.new_zeros(lm.shape[0], gap))], dim=1)
+        sizes = [n for lm in masks for n in (lm.shape[1], gap)]
+        cls, _ = self.cls_out(self.cls_trunk(x, m, keep), m)
+        reg = self.reg_trunk(x, m, keep)
+        offsets, _ = self.reg_out(reg, m)
+        quality = self.quality_out(reg, m)[0] if self.quality_out is not None else None
+        per_level = lambda y: y.split(sizes, dim=2)[::2]  # noqa: E731  (B, K, T_l) per level
+        for lvl, (c, o) in enumerate(zip(per_level(cls), per_level(offsets))):
+            out["cls_logits"].append(c.transpose(1, 2))                                   # (B, T_l, C)
+            out["offsets"].append(F.relu(o * self.reg_scale[lvl]).transpose(1, 2))        # (B, T_l, 2)
+        if quality is not None:
+            out["quality_logits"] = [q.transpose(1, 2) for q in per_level(quality)]       # (B, T_l, Q)
         return out
 
 
