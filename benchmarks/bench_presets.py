@@ -10,7 +10,8 @@ stage scripts with the config's defaults:
 and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos.
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
 has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
-tau_neg 0.15, tau_pos = mean + 1 std). Finished steps under --out are reused, and several copies
+tau_neg 0.15, tau_pos = mean + 1 std; `round_init=supervised` among a variant's overrides starts
+each of its rounds from the supervised weights). Finished steps under --out are reused, and several copies
 of the command share the work through lock files (OMP_NUM_THREADS=1 each on the CPU).
 
 Prints per preset: avg mAP (%) as mean ± sample std over the seeds that finished, the share of the
@@ -68,10 +69,22 @@ def evaluation(label, sets, run):
                                           "--no-per-class"], metrics, os.path.join(run, "evaluate.log"))
 
 
-def semi_steps(label, sets, init, pl, run, pl_script="pseudo_label.py"):
+def variant_overrides(sets):
+    """A variant's config overrides, and whether its rounds start from the supervised detector:
+    `round_init=supervised` (each round trains from the supervised weights on the pseudo labels
+    of the round before's detector) or `round_init=previous` (from the round before, the default)."""
+    inits = [s.partition("=")[2] for s in sets if s.startswith("round_init=")]
+    if any(i not in ("supervised", "previous") for i in inits):
+        raise SystemExit(f"round_init: expected supervised or previous, got {inits}")
+    return [s for s in sets if not s.startswith("round_init=")], inits[-1:] == ["supervised"]
+
+
+def semi_steps(label, sets, init, pl, run, pl_script="pseudo_label.py", start=None):
+    """Pseudo labels from `init`'s detector, the round from `start` (default: `init`), evaluation."""
     pl_args = sets + (["--checkpoint", init] if pl_script == "pseudo_label.py" else []) + ["--out", pl]
+    start = init if start is None else start
     return [(label, pl_script, pl_args, pl, os.path.join(run, "pseudo_label.log")),
-            (label, "train_semi.py", sets + ["--init", init, "--pseudo-labels", pl, "--out", run, "--resume"],
+            (label, "train_semi.py", sets + ["--init", start, "--pseudo-labels", pl, "--out", run, "--resume"],
              os.path.join(run, "done"), os.path.join(run, "stage.log")),
             evaluation(label, sets, run)]
 
@@ -89,11 +102,13 @@ def cell_steps(args, preset, seed):
               os.path.join(sup, "done"), os.path.join(sup, "stage.log")),
              evaluation(label, sets, sup)]
     for name in args.variants:
-        vsets = args_of(args, preset, seed, args.variant_sets[name])
+        overrides, from_supervised = variant_overrides(args.variant_sets[name])
+        vsets = args_of(args, preset, seed, overrides)
         prev = init
         for r in range(1, args.rounds + 1):
             run = os.path.join(base, name, f"round{r}")
-            steps += semi_steps(f"{label}, {name} round {r}", vsets, prev, os.path.join(run, "pseudo_labels.json"), run)
+            steps += semi_steps(f"{label}, {name} round {r}", vsets, prev, os.path.join(run, "pseudo_labels.json"), run,
+                                start=init if from_supervised else prev)
             prev = os.path.join(run, "last.pt")
     if args.oracle:
         run = os.path.join(base, "oracle")
@@ -216,7 +231,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     for preset in args.presets:  # every override is valid before hours of training start
-        load_config(args.config, preset_sets(preset, args.ratio) + sum(args.variant_sets.values(), []) + args.set)
+        load_config(args.config, preset_sets(preset, args.ratio) + args.set
+                    + sum((variant_overrides(v)[0] for v in args.variant_sets.values()), []))
     if not args.report:
         runner = Runner(args, None, None)
         cells = [cell_steps(args, p, s) for s in args.seeds for p in args.presets]

@@ -38,6 +38,18 @@ def test_steps_share_the_supervised_run_and_chain_the_rounds(tmp_path):
     assert "dataset.annotation_file=data/synthetic_hard/annotations.json" in steps[1][2]
 
 
+def test_round_init_supervised_starts_every_round_from_the_supervised_detector(tmp_path):
+    args = bp.parse_args(["--presets", "hard", "--seeds", "0", "--variants", "fresh", "--variant",
+                          "fresh=semi.class_target=soft,round_init=supervised", "--out", str(tmp_path), "--no-oracle"])
+    steps = [s for s in bp.cell_steps(args, "hard", 0) if "fresh round" in s[0]]
+    sup = os.path.join(str(tmp_path), "hard", "seed0", "supervised", "last.pt")
+    round1 = os.path.join(str(tmp_path), "hard", "seed0", "fresh", "round1", "last.pt")
+    value = lambda step, flag: step[2][step[2].index(flag) + 1]  # noqa: E731
+    assert value(steps[3], "--checkpoint") == round1     # round 2's pseudo labels: round 1's detector
+    assert value(steps[1], "--init") == sup and value(steps[4], "--init") == sup  # both rounds from supervised
+    assert "semi.class_target=soft" in steps[4][2] and "round_init=supervised" not in steps[4][2]
+
+
 def test_report_pairs_seeds_and_the_check_fails_loudly(tmp_path):
     out = tmp_path
     for seed, sup, oracle, paper, mine in ((0, 20.0, 60.0, 19.0, 24.0), (1, 22.0, 58.0, 23.0, 25.0)):
