@@ -1,8 +1,11 @@
 """Score a detector on the evaluation subset with the ActivityNet detection mAP.
 
 Either runs a checkpoint (EMA weights) over the evaluation videos and writes its predictions in
-the ActivityNet results format, or scores an existing results file from any detector. Prints the
-mAP per tIoU threshold, their average, and a per-class table; --json writes the figures.
+the ActivityNet results format, or scores an existing results file from any detector. A
+class-agnostic detector (dataset.class_agnostic, ActivityNet's recipe) gives proposals: each is
+copied for its video's test.video_topk most likely classes of the video-level classifier
+(dataset.video_scores), score = proposal score x class probability. Prints the mAP per tIoU
+threshold, their average, and a per-class table; --json writes the figures.
 The ground truth is every segment of the evaluation subset as the annotation file gives it, as the
 official Evaluation/eval_detection.py reads it: the clipping and dropping training does is not done here.
 
@@ -18,11 +21,11 @@ import time
 from common.checkpoint import load_checkpoint
 from common.config import atomic_write_text
 from common.data import DataError, VideoDataset, id_forms, load_annotations
-from common.detect import predict, to_results_json
+from common.detect import classify_proposals, predict, to_results_json
 from common.distributed import is_main
 from common.metrics import compute_map, format_map_table
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of, eval_ids,
-                          load_data, load_weights, make_parser, run_main, subset_ids)
+                          load_data, load_weights, make_parser, run_main, subset_ids, video_scores)
 
 
 def parse_args(argv=None):
@@ -127,12 +130,17 @@ def main(argv=None):
         ckpt = load_checkpoint(args.checkpoint)
         cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
         ids = eval_ids(cfg, videos)
+        agnostic = cfg["dataset"]["class_agnostic"]
+        probs = video_scores(cfg, classes, ids) if agnostic else None  # every test video's, checked now
         device = device_of(args)  # under torchrun each process predicts its share of the videos
         model = build_detector(cfg, classes, device)
         load_weights(model, ckpt, args.checkpoint)
         start = time.time()
         dataset = VideoDataset(cfg["dataset"], videos, ids, training=False)
-        results = to_results_json(predict(model, dataset, cfg, device, not args.no_progress), classes)
+        results = predict(model, dataset, cfg, device, not args.no_progress)
+        if agnostic:  # proposals (after class-agnostic Soft-NMS) -> detections of the video's top classes
+            results = classify_proposals(results, probs, cfg["test"]["video_topk"])
+        results = to_results_json(results, classes, external=cfg["dataset"]["video_scores"] if agnostic else None)
         seconds = time.time() - start
         if not is_main():  # rank 0 holds the merged predictions and does the rest
             return None

@@ -14,6 +14,10 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
      predictions with the reason, and a top-level `meta`. Edit it by hand freely: train_semi.py
      checks every entry before training.
+With dataset.class_agnostic (ActivityNet's recipe) the predictions are proposals of one class: the
+thresholds work on their joint scores as above, each takes its video's top-1 class of the video-level
+classifier (dataset.video_scores) as its label, which the ICD scores it against (labeled instances
+of that class), and its class_scores are the video's top 5 classes there (the file's meta says so).
 When the unlabeled videos carry ground truth (benchmarks), prints the pseudo-label quality of
 Fig. 3(c) for fixed / adaptive / +EAP / +MPP / +both.
 
@@ -29,13 +33,13 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.config import atomic_write_text
-from common.data import VideoDataset, time_to_grid
-from common.detect import predict
+from common.data import VideoDataset, to_grid
+from common.detect import CLASS_TOPK, predict
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
-                          labeled_ids, load_data, load_weights, make_parser, run_main, unlabeled_ids)
+                          labeled_ids, load_data, load_weights, make_parser, run_main, unlabeled_ids, video_scores)
 
 DIGITS = 4
 
@@ -110,13 +114,27 @@ def thresholds(results, pcfg, masks=None):
     return {vid: adaptive_threshold(s, pcfg["tau_neg"], pcfg["pos_std"]) for vid, s in scores.items()}
 
 
+# ---------------------------------------------------------------- class-agnostic proposals
+
+def with_video_classes(pred, video_probs, k=CLASS_TOPK):
+    """A class-agnostic detector's proposals of one video (dataset.class_agnostic), classed by the
+    video-level classifier: each takes the video's top-1 class as its label (an ActivityNet video
+    holds one class), and its class_scores become the video's k most likely classes with their
+    probabilities. score (the joint score of Eq. 4, on which tau_pos is set) and cls_score (the
+    detector's actionness) stay the detector's."""
+    top = np.argsort(-video_probs, kind="stable")[:k]  # ties: the lower class id first
+    n = len(pred["scores"])
+    return {**pred, "labels": np.full(n, top[0], dtype=np.int64),
+            "topk_labels": np.tile(top, (n, 1)), "topk_probs": np.tile(video_probs[top], (n, 1))}
+
+
 # ---------------------------------------------------------------- ICD scores (Eq. 10)
 
 def icd_scores(model, results, videos, dcfg, bank, source, device):
     """S_i of Eq. (10) for every prediction."""
     out = {}
     for vid, r in results.items():
-        grid = time_to_grid(r["segments"], videos[vid].fps, dcfg["feat_stride"], dcfg["num_frames"])
+        grid = to_grid(dcfg, videos[vid], r["segments"])
         feats = pool_instances(source(vid), torch.as_tensor(grid, dtype=torch.float32))
         labels = torch.as_tensor(r["labels"], dtype=torch.long).to(device)
         out[vid] = similarity_scores(model.icd, feats, labels, bank).numpy()
@@ -212,6 +230,7 @@ def main(argv=None):
     device = device_of(args)  # under torchrun each process predicts its share of the videos
     videos, classes = load_data(cfg)
     ids = unlabeled_ids(cfg, videos)
+    probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference
     model = build_detector(cfg, classes, device)
     load_weights(model, ckpt, args.checkpoint)
     model.eval()
@@ -220,6 +239,8 @@ def main(argv=None):
     results = predict(model, VideoDataset(dcfg, videos, ids, training=False), cfg, device, not args.no_progress)
     if not is_main():  # rank 0 holds the merged predictions and does the rest
         return None
+    if probs is not None:  # class-agnostic proposals take their video's class from the classifier
+        results = {vid: with_video_classes(r, probs[vid]) for vid, r in results.items()}
 
     # 3. Adaptive thresholds (Eq. 6) and ICD refinement (Eq. 10).
     source = feature_source(model, dcfg, cfg["model"]["icd_features"], device)
@@ -238,8 +259,12 @@ def main(argv=None):
               "mined": int((reasons == "mined").sum()), "removed_eap": int((reasons == "eap").sum()),
               "candidate": int((reasons == "candidate").sum()), "other_class": int((reasons == "other_class").sum()),
               "below_tau_neg": int((reasons == "below_tau_neg").sum())}
+    agnostic = {} if probs is None else {"class_agnostic": (
+        f"proposals of a one-class detector; label: the top-1 class of the video in "
+        f"{os.path.abspath(dcfg['video_scores'])}; class_scores: its top {CLASS_TOPK} classes there; "
+        "score, cls_score, tiou, tnd: the detector's (cls_score: actionness)")}
     meta = {"checkpoint": os.path.abspath(args.checkpoint), "config": os.path.abspath(args.config),
-            "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, "counts": counts,
+            "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, **agnostic, "counts": counts,
             "tau_pos": {vid: (round(t, DIGITS) if np.isfinite(t) else None) for vid, t in sorted(taus.items())}}
     atomic_write_text(args.out, json.dumps(build_file(results, decisions, videos, classes, meta,
                                                       dcfg["train_subset"]), indent=2) + "\n")

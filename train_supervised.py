@@ -2,7 +2,9 @@
 
 Reads the config's dataset (annotation file, features, labeled split) and writes to --out:
 last.pt (every epoch, atomically), config.yaml (the resolved config) and log.jsonl (one line per
-epoch). The checkpoint feeds evaluate.py, and later pseudo_label.py.
+epoch). The checkpoint feeds evaluate.py, and later pseudo_label.py. With dataset.class_agnostic
+(ActivityNet's recipe) the detector has one class, "action": its targets collapse every label to it,
+while the ICD and ACP's fine contrast keep the real classes (common/losses.py, class_agnostic).
 
 Example:
   python train_supervised.py --config configs/default.yaml --out outputs/sup10 \\

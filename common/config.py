@@ -32,8 +32,19 @@ DEFAULTS = {
         "max_seq_len": 512,                   # training crop length, in grid steps
         "trunc_thresh": 0.5,                  # an action stays in a crop when this fraction is inside
         "synthetic_size": None,               # generate the embedded dataset if absent: tiny | small | full,
-                                              # or a difficulty preset scenes | blurry | confusable | hard
+                                              # or a difficulty preset scenes | blurry | confusable | hard,
+                                              # or anet (the ActivityNet-like one, common/synthetic_anet.py)
         "synthetic_seed": 0,
+        # ActivityNet's recipe (ActionFormer's published config). resize_to: null keeps each video's
+        # own grid; N resizes every video's features to N steps by linear interpolation
+        # (force_upsampling), so each video's grid has its own stride in seconds (common/data.py, grid_of)
+        "resize_to": None,
+        # true: the detector finds actions of one class ("action"): its training targets collapse every
+        # label to it, and its proposals take their classes from a video-level classifier
+        # (dataset.video_scores, test.video_topk); the ICD and ACP's fine contrast keep the real classes
+        "class_agnostic": False,
+        "video_scores": None,                 # the classifier's scores file ({"class", "results"}, as
+                                              # CUHK's); required when class_agnostic, checked at every stage's start
     },
     "model": {
         "embd_dim": 128,                      # width after the convolutional embedding
@@ -136,6 +147,8 @@ DEFAULTS = {
         "class_agnostic": False,              # True for ActivityNet-like data (with voting)
         "voting": False,
         "voting_iou": 0.75,
+        "video_topk": 2,                      # class_agnostic: each proposal copied for its video's k most
+                                              # likely classes, score = proposal score x class probability
         "batch_size": 1,
     },
 }
@@ -230,7 +243,32 @@ def load_config(path=None, overrides=()):
             raise ConfigError(f"{path}: {e}") from None
     for text in overrides:
         merge(cfg, parse_override(text))
+    check_recipe(cfg)
     return cfg
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_recipe(cfg):
+    """The keys of the class-agnostic recipe, whose defaults (null) let any type through `merge`."""
+    dcfg, tcfg = cfg["dataset"], cfg["test"]
+    if dcfg["resize_to"] is not None and not _positive_int(dcfg["resize_to"]):
+        raise ConfigError(f"config key dataset.resize_to: expected null or a positive integer, "
+                          f"got {dcfg['resize_to']!r}")
+    if dcfg["video_scores"] is not None and not isinstance(dcfg["video_scores"], str):
+        raise ConfigError(f"config key dataset.video_scores: expected a file path, got {dcfg['video_scores']!r}")
+    if dcfg["class_agnostic"] and not dcfg["video_scores"]:
+        raise ConfigError("config key dataset.video_scores: required when dataset.class_agnostic is true "
+                          "(the video-level classifier that labels the proposals)")
+    if not _positive_int(tcfg["video_topk"]):
+        raise ConfigError(f"config key test.video_topk: expected a positive integer, got {tcfg['video_topk']!r}")
+    if tcfg["voting"] and not tcfg["class_agnostic"]:
+        raise ConfigError("config key test.voting: score voting needs test.class_agnostic: true")
+    if dcfg["class_agnostic"] and cfg["semi"]["class_target"] == "soft":
+        raise ConfigError("config key semi.class_target: soft spreads a target over the detector's classes; "
+                          "with dataset.class_agnostic it has one")
 
 
 def from_dict(data):

@@ -5,7 +5,8 @@ keys such as "score" and a top-level "meta"):
     {"database": {video_id: {"subset", "duration", "fps",
                              "annotations": [{"label", "segment": [start_s, end_s], "label_id"}]}}}
 Features are one array (T, D) per video in `<feature_dir>/<video_id>.npy`. Feature i sees the frames
-[i * feat_stride, i * feat_stride + num_frames), so grid point i is the centre of that window.
+[i * feat_stride, i * feat_stride + num_frames), so grid point i is the centre of that window; with
+dataset.resize_to every video is resized to that many steps, each with its own stride (grid_of).
 ActivityNet ids come with and without a "v_" prefix (anet1.3.json has none, the SSTAP split lists and
 many feature files have it): split files and feature files may use either form, as long as only one
 form matches.
@@ -44,6 +45,44 @@ def grid_to_time(g, fps, feat_stride, num_frames, duration=None):
     """Feature grid position -> seconds, clamped to [0, duration] when the duration is given."""
     t = (g * feat_stride + 0.5 * num_frames) / fps
     return t if duration is None else np.clip(t, 0.0, duration)
+
+
+def grid_of(dcfg, num_steps):
+    """(feat_stride, num_frames) of the grid the detector sees for a video of `num_steps` features.
+
+    Without dataset.resize_to, the config's. With resize_to = N, ActionFormer's force_upsampling
+    (libs/datasets/anet.py): the N steps span the frames the T features saw, (T - 1) * feat_stride +
+    num_frames, so the stride is that over N frames, and each step is centred on its own window
+    (num_frames = stride): t = (g + 0.5) * stride / fps, a stride of its own for every video.
+    """
+    size = dcfg.get("resize_to")  # a hand-made dataset config may leave it out
+    if not size:
+        return dcfg["feat_stride"], dcfg["num_frames"]
+    stride = ((num_steps - 1) * dcfg["feat_stride"] + dcfg["num_frames"]) / size
+    return stride, stride
+
+
+def resize_features(feats, size):
+    """(T, D) -> (size, D) float32 by linear interpolation, ActionFormer's F.interpolate(mode="linear",
+    align_corners=False): output step i samples input position (i + 0.5) * T / size - 0.5, held
+    inside [0, T - 1]."""
+    x = torch.from_numpy(np.array(feats, dtype=np.float32)).T[None]                    # (1, D, T)
+    return torch.nn.functional.interpolate(x, size=size, mode="linear", align_corners=False)[0].T.numpy()
+
+
+def grid_features(dcfg, video_id):
+    """A video's features on the detector's grid and that grid: ((T, D) array, feat_stride, num_frames);
+    resized to dataset.resize_to steps when set (a copy), else the memory-mapped file."""
+    feats = load_features(dcfg, video_id)
+    stride, frames = grid_of(dcfg, len(feats))
+    size = dcfg.get("resize_to")
+    return (resize_features(feats, size) if size else feats), stride, frames
+
+
+def to_grid(dcfg, video, t):
+    """Seconds of `video` -> its grid positions (reads the feature file's length under resize_to)."""
+    num_steps = len(load_features(dcfg, video.video_id)) if dcfg.get("resize_to") else 0
+    return time_to_grid(t, video.fps, *grid_of(dcfg, num_steps))
 
 
 @dataclass
@@ -486,8 +525,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         video = self.videos[self.video_ids[i]]
-        stride, frames = self.dcfg["feat_stride"], self.dcfg["num_frames"]
-        feats = load_features(self.dcfg, video.video_id)
+        feats, stride, frames = grid_features(self.dcfg, video.video_id)
         segments = time_to_grid(video.segments, video.fps, stride, frames)
         uncertain = time_to_grid(video.uncertain, video.fps, stride, frames)
         labels, weights, offset, size = video.labels, video.label_weights, 0, self.dcfg["max_seq_len"]

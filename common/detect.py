@@ -11,6 +11,7 @@ from common.distributed import gather_results, is_main, shard
 from common.losses import joint_score
 from common.model import make_points
 from common.nms import batched_nms
+from common.video_scores import label_proposals
 
 CLASS_TOPK = 5  # classes kept per prediction beside its own: the pseudo labels' class_scores
 
@@ -101,12 +102,26 @@ def predict(model, dataset, cfg, device, progress=True):
     return gather_results(results, dataset.video_ids)
 
 
-def to_results_json(results, classes, digits=6):
-    """ActivityNet results format: {"version", "results": {vid: [{label, score, segment}]}, "external_data"}."""
+def classify_proposals(results, video_probs, top_k):
+    """A class-agnostic detector's proposals (dataset.class_agnostic) -> detections of real classes:
+    each video's proposals copied for its top_k classes of the video-level classifier, score =
+    proposal score x class probability (label_proposals; ActionFormer ranks by the square root of
+    that product, the same order, so the same mAP). video_probs: {video_id: (C,) probabilities}."""
+    out = {}
+    for vid, r in results.items():
+        segments, scores, labels = label_proposals(r["segments"], r["scores"], video_probs[vid], top_k)
+        out[vid] = {"segments": segments, "scores": scores, "labels": labels}
+    return out
+
+
+def to_results_json(results, classes, digits=6, external=None):
+    """ActivityNet results format: {"version", "results": {vid: [{label, score, segment}]}, "external_data"};
+    external: what labelled the proposals (the video-level scores file), None when nothing did."""
     out = {}
     for vid in sorted(results):
         r = results[vid]
         out[vid] = [{"label": classes[int(lab)], "score": round(float(s), digits),
                      "segment": [round(float(a), 3), round(float(b), 3)]}
                     for (a, b), s, lab in zip(r["segments"], r["scores"], r["labels"])]
-    return {"version": "VERSION 1.3", "results": out, "external_data": {"used": False}}
+    used = {"used": False} if external is None else {"used": True, "details": external}
+    return {"version": "VERSION 1.3", "results": out, "external_data": used}

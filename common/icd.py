@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.data import load_features, time_to_grid
+from common.data import grid_features, to_grid
 
 
 class Discriminator(nn.Module):
@@ -48,8 +48,8 @@ def pool_instances(feats, segments):
 def feature_source(model, dcfg, kind, device):
     """Per-video (T, D) features the ICD pools: the input features (`input`), or the detector's
     level-0 FPN features (`fpn`, computed in eval mode without gradients)."""
-    def input_features(vid):
-        return torch.from_numpy(np.array(load_features(dcfg, vid), dtype=np.float32)).to(device)
+    def input_features(vid):  # on the detector's grid (resized under dataset.resize_to)
+        return torch.from_numpy(np.array(grid_features(dcfg, vid)[0], dtype=np.float32)).to(device)
 
     @torch.no_grad()
     def fpn_features(vid):
@@ -84,7 +84,7 @@ class InstanceBank:
         feats, labels = [], []
         for vid in self.video_ids:
             video = self.videos[vid]
-            grid = time_to_grid(video.segments, video.fps, self.dcfg["feat_stride"], self.dcfg["num_frames"])
+            grid = to_grid(self.dcfg, video, video.segments)
             x = source(vid)
             feats.append(pool_instances(x, torch.as_tensor(grid, dtype=torch.float32)))
             labels.append(torch.as_tensor(video.labels, dtype=torch.long, device=x.device))

@@ -260,10 +260,21 @@ def batch_targets(points, batch, num_classes, center_radius):
     return torch.stack(cls_t), torch.stack(reg_t)
 
 
+def class_agnostic(batch):
+    """The batch as a one-class detector's targets see it (dataset.class_agnostic): every action,
+    whatever its label, is of class 0, "action", and class targets (label_weights) are dropped. Only
+    the detector's loss sees this: the ICD and ACP's fine contrast keep the batch's real labels."""
+    out = {k: v for k, v in batch.items() if k != "label_weights"}
+    out["labels"] = [torch.zeros_like(lab) for lab in batch["labels"]]
+    return out
+
+
 def outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=False):
     """The detector's loss for raw `outputs` of a batch whose `segments` / `labels` are its (pseudo)
     truth; pseudo=True applies semi.background to the points outside the pseudo labels."""
     device = batch["feats"].device
+    if cfg["dataset"]["class_agnostic"]:
+        batch = class_agnostic(batch)
     with torch.autocast(device.type, enabled=False):  # targets and losses in fp32 under bf16 autocast
         points = make_points([m.shape[1] for m in outputs["masks"]], model.strides,
                              cfg["model"]["regression_range"], device)

@@ -16,6 +16,8 @@ from common.distributed import cleanup, setup
 from common.engine import resolve_device, seed_everything
 from common.model import build_model
 from common.synthetic import ensure_dataset
+from common.synthetic_anet import ensure_anet_dataset
+from common.video_scores import load_video_scores
 
 
 def add_common_args(parser):
@@ -77,6 +79,11 @@ def config_with_model_of(cfg, ckpt, path="the checkpoint"):
         cfg["model"] = from_dict({"model": stored["model"]})["model"]
     except ConfigError as e:
         raise CheckpointError(f"{path}: config: {e}") from None
+    stored_data = stored.get("dataset") if isinstance(stored.get("dataset"), dict) else {}
+    trained = stored_data.get("class_agnostic", False) is True
+    if trained != cfg["dataset"]["class_agnostic"]:
+        raise CheckpointError(f"{path}: config.dataset.class_agnostic: the detector was trained with "
+                              f"{str(trained).lower()}, this config says {str(not trained).lower()}")
     return cfg
 
 
@@ -102,14 +109,23 @@ SPLIT_RATIOS = (10, 20, 40, 60)
 
 
 def load_data(cfg):
-    """Generate the embedded dataset (and its splits) if asked and absent; read and check the annotations."""
+    """Generate the embedded dataset (and its splits) if asked and absent; read and check the annotations,
+    and in class-agnostic mode the whole video-level scores file, before any stage does real work."""
     dcfg = cfg["dataset"]
     if dcfg["synthetic_size"] and not os.path.exists(dcfg["annotation_file"]):
         generate_into(dcfg)
     videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
     if dcfg["synthetic_size"]:
         ensure_splits(videos, classes, dcfg)
+    if dcfg["class_agnostic"]:
+        load_video_scores(dcfg["video_scores"], classes)
     return videos, classes
+
+
+def video_scores(cfg, classes, ids):
+    """{video_id: (C,) classifier probabilities} of the videos `ids` (class-agnostic mode), strictly:
+    a video without scores is a one-line error naming the file, the video and the field."""
+    return load_video_scores(cfg["dataset"]["video_scores"], classes, ids)
 
 
 def generate_into(dcfg):
@@ -123,7 +139,10 @@ def generate_into(dcfg):
             raise DataError(f"{path}: no such annotation file (its folder {root} holds other files, so the "
                             "embedded dataset is not generated there)")
         return
-    ensure_dataset(root, dcfg["synthetic_size"], dcfg["synthetic_seed"])
+    if dcfg["synthetic_size"] == "anet":
+        ensure_anet_dataset(root, dcfg["synthetic_seed"])
+    else:
+        ensure_dataset(root, dcfg["synthetic_size"], dcfg["synthetic_seed"])
 
 
 def ensure_splits(videos, classes, dcfg):
@@ -191,4 +210,5 @@ def eval_ids(cfg, videos):
 
 
 def build_detector(cfg, classes, device):
-    return build_model(cfg, len(classes)).to(device)
+    """The detector for the dataset's classes, or for one class ("action") with dataset.class_agnostic."""
+    return build_model(cfg, 1 if cfg["dataset"]["class_agnostic"] else len(classes)).to(device)
