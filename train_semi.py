@@ -6,8 +6,9 @@ where each term has the classification (Eq. 5), DIoU (Eq. 1) and localisation-qu
 losses over its own moving average of positives. On an unlabeled video, points outside every
 pseudo-labeled action are background, except inside the predictions the file lists as rejected,
 which the classification loss leaves out (semi.background: rejected; `all` is the paper's
-reading, every such point background). semi.class_target = soft spreads a pseudo label's class
-target over the classes its class_scores list (hard: its label alone, the paper's reading). The ICD keeps learning from the labeled instances (Eq. 8).
+reading, every such point background). A pseudo label's class target is spread over the classes
+its class_scores list, in proportion (semi.class_target: soft; hard, its label alone, is the
+paper's reading). The ICD keeps learning from the labeled instances (Eq. 8).
 An epoch is one pass over the pseudo-labeled videos, with the labeled ones cycled beside them.
 
 The pseudo-label file (pseudo_label.py's, possibly edited by hand) is checked entry by entry

@@ -132,8 +132,10 @@ DEFAULTS = {
         "background": "rejected",
         "background_thresh": 0.1,
         # Class target of a pseudo label: hard = one-hot of its label (the paper); soft = spread over
-        # the classes its class_scores list, in proportion to P_cls (common/losses.py)
-        "class_target": "hard",
+        # the classes its class_scores list, in proportion to P_cls (common/losses.py). soft beat hard
+        # (both with background rejected) in every (preset, seed) pair measured: hard x 3 seeds by
+        # +1.5 / +2.7 / +1.8, small by +1.1 (README). No effect with dataset.class_agnostic (one class)
+        "class_target": "soft",
         "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos
         "warmup_epochs": 1,
     },
@@ -266,9 +268,6 @@ def check_recipe(cfg):
         raise ConfigError(f"config key test.video_topk: expected a positive integer, got {tcfg['video_topk']!r}")
     if tcfg["voting"] and not tcfg["class_agnostic"]:
         raise ConfigError("config key test.voting: score voting needs test.class_agnostic: true")
-    if dcfg["class_agnostic"] and cfg["semi"]["class_target"] == "soft":
-        raise ConfigError("config key semi.class_target: soft spreads a target over the detector's classes; "
-                          "with dataset.class_agnostic it has one")
 
 
 def from_dict(data):

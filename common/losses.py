@@ -225,11 +225,12 @@ def pseudo_class_targets(labels, extra, num_classes, classes, mode):
 
     hard: one-hot of each action's label (the paper's reading).
     soft: an action whose class_scores (the detector's P_cls at the pseudo label's point, for its
-          most likely classes) list its label is an action of one of those classes, in proportion:
-          target_c = P_c / sum of the listed P. A 10% detector often confuses classes inside a group
-          while the segment itself is right; a hard label then teaches the wrong class as surely as
-          the right one. An action without class_scores, or whose label is not among them (relabelled
-          by hand), keeps its one-hot label: deleting class_scores makes a label hard.
+          most likely classes) list its label with its own cls_score is an action of one of those
+          classes, in proportion: target_c = P_c / sum of the listed P. A 10% detector often confuses
+          classes inside a group while the segment itself is right; a hard label then teaches the
+          wrong class as surely as the right one. An action without class_scores, or whose label is
+          not listed with its cls_score (the label was changed by hand, or the entry written by hand),
+          keeps its one-hot label: a relabelled entry trains as its new label alone.
     labels: (N,) class ids; extra: per action its dict of other keys (Video.extra); classes: names.
     """
     if mode not in ("hard", "soft"):
@@ -241,8 +242,9 @@ def pseudo_class_targets(labels, extra, num_classes, classes, mode):
     index = {name: i for i, name in enumerate(classes)}
     for n, (label, ann) in enumerate(zip(labels, extra)):
         scores = ann.get("class_scores") or {}
-        total = sum(scores.values())
-        if classes[label] in scores and total > 0:
+        own, total = scores.get(classes[label]), sum(scores.values())
+        # pseudo_label.py writes both from the same P_cls, rounded alike: a mismatch is an edit
+        if own is not None and ann.get("cls_score") is not None and abs(own - ann["cls_score"]) < 5e-5 and total > 0:
             targets[n] = 0.0
             for name, p in scores.items():
                 targets[n, index[name]] = p / total

@@ -284,7 +284,6 @@ def test_config_and_checkpoint_errors_name_the_key(anet, chain, tmp_path, capsys
     for override, key in (("dataset.video_scores=null", "config key dataset.video_scores: required when"),
                           ("dataset.resize_to=0", "config key dataset.resize_to: expected null or a positive"),
                           ("test.video_topk=0", "config key test.video_topk: expected a positive integer"),
-                          ("semi.class_target=soft", "config key semi.class_target: soft"),
                           ("test.class_agnostic=false", "config key test.voting: score voting needs")):
         err = _exit_line(train_supervised.main, _argv(sets + [override]) + ["--out", str(tmp_path / "x")], capsys)
         assert key in err, err

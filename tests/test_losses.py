@@ -127,15 +127,17 @@ def test_assign_targets_with_class_targets_takes_the_largest_per_class():
 
 def test_pseudo_class_targets_by_hand():
     classes = ["A", "B", "C"]
-    extra = [{"class_scores": {"B": 0.6, "C": 0.2}},          # label B listed: 0.6 / 0.8, 0.2 / 0.8
-             {},                                             # no class_scores: its label, one-hot
-             {"class_scores": {"A": 0.5, "B": 0.5}},         # label C not listed (relabelled): one-hot
-             {"class_scores": {"A": 0.3, "B": 0.1, "C": 0.1}}]  # label A: 0.6, 0.2, 0.2
-    labels = np.array([1, 0, 2, 0])
+    extra = [{"cls_score": 0.6, "class_scores": {"B": 0.6, "C": 0.2}},   # label B listed: 0.6 / 0.8, 0.2 / 0.8
+             {"cls_score": 0.7},                                        # no class_scores: one-hot
+             {"cls_score": 0.5, "class_scores": {"A": 0.5, "B": 0.5}},   # label C not listed: one-hot
+             {"cls_score": 0.3, "class_scores": {"A": 0.3, "B": 0.1, "C": 0.1}},  # label A: 0.6, 0.2, 0.2
+             {"cls_score": 0.3, "class_scores": {"A": 0.3, "B": 0.1, "C": 0.1}},  # relabelled A -> B by hand:
+             {"class_scores": {"A": 0.3, "C": 0.1}}]                    # B's 0.1 is not its cls_score; no cls_score
+    labels = np.array([1, 0, 2, 0, 1, 0])
     soft = pseudo_class_targets(labels, extra, 3, classes, "soft")
-    assert np.allclose(soft, [[0, 0.75, 0.25], [1, 0, 0], [0, 0, 1], [0.6, 0.2, 0.2]])
+    assert np.allclose(soft, [[0, 0.75, 0.25], [1, 0, 0], [0, 0, 1], [0.6, 0.2, 0.2], [0, 1, 0], [1, 0, 0]])
     assert pseudo_class_targets(labels, extra, 3, classes, "hard").tolist() == [[0, 1, 0], [1, 0, 0], [0, 0, 1],
-                                                                                [1, 0, 0]]
+                                                                                [1, 0, 0], [0, 1, 0], [1, 0, 0]]
     with pytest.raises(ConfigError, match="semi.class_target"):
         pseudo_class_targets(labels, extra, 3, classes, "sharp")
 

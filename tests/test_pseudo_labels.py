@@ -155,13 +155,14 @@ def _edit(chain, tmp_path, change):
     return str(path)
 
 
-def _trained_on(chain, path):
+def _trained_on(chain, path, class_target="hard"):
     from common.config import load_config
     from common.stage import labeled_ids, load_data
     cfg = load_config("configs/default.yaml", chain["sets"])
     videos, classes = load_data(cfg)
     labeled = set(labeled_ids(cfg, videos))
-    return train_semi.load_pseudo_labels(path, videos, classes, labeled, cfg["dataset"]["train_subset"]), classes
+    return train_semi.load_pseudo_labels(path, videos, classes, labeled, cfg["dataset"]["train_subset"],
+                                         class_target), classes
 
 
 def test_hand_edits_change_what_semi_trains_on(chain, tmp_path):
@@ -181,6 +182,10 @@ def test_hand_edits_change_what_semi_trains_on(chain, tmp_path):
         del ann["label_id"]  # a hand edit that changes the label alone
     got, _ = _trained_on(chain, _edit(chain, tmp_path, relabel))
     assert got[vid].labels[0] == (original[vid].labels[0] + 1) % len(classes)
+    # under the default soft class target too, the relabelled entry trains as its new label alone
+    got, _ = _trained_on(chain, _edit(chain, tmp_path, relabel), "soft")
+    new = (original[vid].labels[0] + 1) % len(classes)
+    assert got[vid].label_weights[0].tolist() == [float(c == new) for c in range(len(classes))]
 
     def move_in(d):
         d[vid]["annotations"].append({"label": classes[0], "segment": [1.0, 2.5]})  # only label and segment
@@ -267,25 +272,23 @@ def test_class_scores_are_the_points_most_likely_classes(chain):
         if a["label"] in scores:  # its own P_cls, to the file's 4 decimals
             assert scores[a["label"]] == pytest.approx(a["cls_score"], abs=1e-4)
     assert np.mean([a["label"] in a["class_scores"] for a in entries]) > 0.95
+    # the soft target uses an entry's class_scores when they list its label with its cls_score
+    listed = [a for a in entries if a["label"] in a["class_scores"]]
+    assert all(a["class_scores"][a["label"]] == a["cls_score"] for a in listed)
 
 
 def test_soft_round_trains_on_the_class_scores(chain, tmp_path):
     out, sets = chain["out"], chain["sets"]
     got, classes = _trained_on(chain, str(out / "pl.json"))
     assert all(v.label_weights is None for v in got.values())  # hard: one-hot labels
-    from common.config import load_config
-    from common.stage import labeled_ids, load_data
-    cfg = load_config("configs/default.yaml", sets)
-    videos, _ = load_data(cfg)
-    soft = train_semi.load_pseudo_labels(str(out / "pl.json"), videos, classes, set(labeled_ids(cfg, videos)),
-                                         cfg["dataset"]["train_subset"], "soft")
+    soft, _ = _trained_on(chain, str(out / "pl.json"), "soft")
     vid = next(v for v in sorted(soft) if len(soft[v].labels))
     ann = json.load(open(out / "pl.json"))["database"][vid]["annotations"][0]
     total = sum(ann["class_scores"].values())
     expected = {classes.index(name): p / total for name, p in ann["class_scores"].items()}
     row = soft[vid].label_weights[0]
     assert {i: row[i] for i in np.flatnonzero(row)} == pytest.approx(expected)
-    train_semi.main(_args(sets + ["semi.class_target=soft"]) + [
+    train_semi.main(_args(sets) + [  # soft is the default
         "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "pl.json"), "--out", str(tmp_path / "s")])
     log = [json.loads(line) for line in open(tmp_path / "s" / "log.jsonl")]
     assert np.isfinite(log[-1]["loss"]) and log[-1]["u_cls_loss"] > 0
