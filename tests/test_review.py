@@ -51,7 +51,8 @@ def _ann(label, segment, origin=None, score=0.5, label_id=None, key="origin"):
     if label_id is not None:
         ann["label_id"] = label_id
     if origin is not None:
-        ann.update(score=score, cls_score=score + 0.1, tiou=0.9, tnd=0.01, icd=0.8, **{key: origin})
+        ann.update(score=score, cls_score=score + 0.1, tiou=0.9, tnd=0.01, icd=0.8, **{key: origin},
+                   class_scores={label: min(score + 0.1, 1.0), "Diving": 0.05})
     return ann
 
 
@@ -136,6 +137,11 @@ def test_page_draws_every_entry_once_with_summary_and_quality(tiny, tmp_path):
     assert 'data-tau="0.31"' in secs[V1] and 'data-tau=""' in secs[V3] and "1 video without one" in page
     assert "<td>tau_neg</td><td>0.15</td>" in page and "<td>icd</td><td>&quot;both&quot;</td>" in page  # meta
     assert "<link" not in page and not re.search(r'(src|href)="(https?:)?//', page)   # nothing fetched
+    # class_scores ride on the entries that have them, classes by their number in the names list
+    names = json.loads(re.search(r'<script[^>]*id="names"[^>]*>(.*?)</script>', page, re.S).group(1))
+    positive = re.search(r'<rect [^>]*data-e="positive"[^>]*>', secs[V1]).group(0)
+    assert f'data-c="{names.index("CricketBowling")}:0.7 {names.index("Diving")}:0.05"' in positive
+    assert "data-c=" not in re.search(r'<rect [^>]*data-e="hand"[^>]*>', secs[V1]).group(0)
 
 
 def test_page_without_config_uses_the_files_own_classes(tiny, tmp_path):
@@ -310,6 +316,8 @@ document.getElementById('f').onload = function () {
   var d = this.contentDocument, out = document.body;
   d.querySelector('rect[data-e="hand"]').dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
   out.setAttribute('data-tip', d.getElementById('tip').textContent);
+  d.querySelector('rect[data-e="positive"]').dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+  out.setAttribute('data-tip2', d.getElementById('tip').textContent);
   d.querySelector('section.video button[data-zoom="2"]').click();
   out.setAttribute('data-zoom', d.querySelector('.inner').style.width);
   var sort = d.getElementById('sort');
@@ -352,6 +360,7 @@ def test_page_in_headless_chromium(tiny, tmp_path):
     assert got["tip"].splitlines() == ["accepted: hand-added  Diving", "30 to 35 s (5.00 s)",
                                        "score -  cls_score -  tiou -  tnd -  icd -", "vs previous round: added",
                                        "no ground truth of its class at tIoU >= 0.5"]
+    assert "class_scores: CricketBowling 0.7  Diving 0.05" in got["tip2"].splitlines()
     assert got["zoom"] == "200%"
     assert got["order"] == f"{V3} {V2} {V1}"          # 0, 1 and 4 pseudo labels
     assert got["shown"] == "2 of 3 videos shown"      # V2's one label sits on its one truth

@@ -9,7 +9,7 @@ from disk. It shows
     videos carry ground truth (benchmarks), the pseudo-label quality of Fig. 3(c);
   - one timeline per video: lanes for the ground truth, the accepted pseudo labels coloured by
     origin and the rejected predictions by reason; hover a segment for its label and scores (score =
-    joint score, cls_score, tiou, tnd, icd); zoom and scroll long videos; sort and filter the videos
+    joint score, cls_score, tiou, tnd, icd, class_scores); zoom and scroll long videos; sort and filter the videos
     by pseudo labels, tau_pos, disagreement with the ground truth (a pseudo label that matches no
     ground truth of its class at tIoU >= 0.5, or a ground truth that none matches) and changes;
   - with --previous: what this round added, removed, relabelled or moved, per video and in total.
@@ -90,6 +90,7 @@ class Entry:
     label: str
     kind: str                       # origin (accepted), reason (rejected), "truth"
     scores: tuple = (None,) * len(SCORE_KEYS)
+    classes: tuple = ()             # class_scores as (name, probability) pairs, in the file's order
 
 
 @dataclasses.dataclass
@@ -178,7 +179,16 @@ def rejected_entry(path, vid, where, e):
         if e.get(key) is not None and not _number(e[key]):
             raise data_error(path, f"expected a number, got {e[key]!r}", vid, f"{where}.{key}")
     reason = e.get("reason") if isinstance(e.get("reason"), str) and e.get("reason") else "unknown"
-    return Entry(start, end, e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS))
+    return Entry(start, end, e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS), class_pairs(e))
+
+
+def class_pairs(entry):
+    """An entry's class_scores as (name, probability) pairs; none where it has none to draw (the
+    accepted ones are checked by the reader, a rejected one's are only drawn)."""
+    scores = entry.get("class_scores")
+    if not isinstance(scores, dict):
+        return ()
+    return tuple((name, p) for name, p in scores.items() if isinstance(name, str) and _number(p))
 
 
 def origin_of(extra):
@@ -190,7 +200,8 @@ def accepted_entries(video, classes):
     """The video's pseudo labels (none when the file does not hold the video)."""
     if video is None:
         return []
-    return [Entry(float(s), float(e), classes[label], origin_of(x), tuple(x.get(k) for k in SCORE_KEYS))
+    return [Entry(float(s), float(e), classes[label], origin_of(x), tuple(x.get(k) for k in SCORE_KEYS),
+                  class_pairs(x))
             for (s, e), label, x in zip(video.segments, video.labels, video.extra)]
 
 
@@ -405,6 +416,8 @@ def entry_rect(e, y, attrs, names, scores):
     """One segment: x and width in seconds (the strip's own unit), label (and scores) for the tooltip.
     Its height is the page's CSS: 40,000 entries make a few MB, every attribute counts."""
     text = " ".join([str(names.setdefault(e.label, len(names)))] + ([_num(s) for s in e.scores] if scores else []))
+    if scores and e.classes:  # class_scores: "class:probability ...", classes by their number in `names`
+        attrs += ' data-c="' + " ".join(f"{names.setdefault(n, len(names))}:{_num(p)}" for n, p in e.classes) + '"'
     return f'<rect x="{_num(e.start, 3)}" y="{y}" width="{_num(e.end - e.start, 3)}"{attrs} data-s="{text}"/>'
 
 
@@ -618,6 +631,8 @@ SCRIPT = r"""
         : (TITLES[r.getAttribute('data-e')] || lane + ': ' + r.getAttribute('data-e'));
       var lines = [head + '  ' + names[+s[0]], fmt(x) + ' to ' + fmt(x + w) + ' s (' + w.toFixed(2) + ' s)'];
       if (s.length > 1) lines.push(KEYS.map(function (k, i) { return k + ' ' + s[i + 1]; }).join('  '));
+      if (r.hasAttribute('data-c')) lines.push('class_scores: ' + r.getAttribute('data-c').split(' ').map(function (c) {
+        var p = c.split(':'); return names[+p[0]] + ' ' + p[1]; }).join('  '));
       if (r.hasAttribute('data-d')) lines.push('vs previous round: ' + r.getAttribute('data-d'));
       if (r.classList.contains('x')) lines.push(lane === 'truth' ? 'no pseudo label of its class at tIoU >= 0.5'
                                                                    : 'no ground truth of its class at tIoU >= 0.5');
