@@ -144,15 +144,20 @@ def make_params(size="small", overrides=None):
     Unknown keys and wrong types are errors, so a typo cannot silently leave a default in place."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}, expected one of {sorted(SIZES)}")
-    values = {**SIZES[size], **(overrides or {})}
+    return checked_params(GeneratorParams, {**SIZES[size], **(overrides or {})})
+
+
+def checked_params(cls, values):
+    """cls(**values) for a parameter dataclass, an unknown key or a wrong type being an error."""
+    values = dict(values)
     for key, value in values.items():
-        if key not in GeneratorParams.__dataclass_fields__:
+        if key not in cls.__dataclass_fields__:
             raise TypeError(f"unknown generator parameter {key!r}")
-        default = getattr(GeneratorParams, key)
+        default = getattr(cls, key)
         values[key] = value = tuple(value) if isinstance(default, tuple) else value  # JSON gives lists
         if not isinstance(value, type(default)) and not (type(default) is float and type(value) is int):
             raise TypeError(f"generator parameter {key} must be {type(default).__name__}, got {value!r}")
-    return GeneratorParams(**values)
+    return cls(**values)
 
 
 def num_features(duration, fps, feat_stride=8, num_frames=16):
@@ -170,11 +175,12 @@ def _unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _class_groups(k):
-    if not 1 <= k <= sum(map(len, CLASS_GROUPS)):
-        raise ValueError(f"num_classes must be in 1..{sum(map(len, CLASS_GROUPS))}, got {k}")
+def _class_groups(k, all_groups=CLASS_GROUPS):
+    """The first k classes of `all_groups`, group by group (a small k still has confusable pairs)."""
+    if not 1 <= k <= sum(map(len, all_groups)):
+        raise ValueError(f"num_classes must be in 1..{sum(map(len, all_groups))}, got {k}")
     groups, left = [], k
-    for group in CLASS_GROUPS:
+    for group in all_groups:
         if left > 0:
             groups.append(sorted(group[:left]))
             left -= len(groups[-1])
@@ -251,14 +257,22 @@ def _distractors(p, world, rng, instances, length, classes):
         same = rng.random() < p.distractor_same_class_prob
         c = int(rng.choice(classes)) if same else int(rng.integers(p.num_classes))
         d = _durations(p, rng, world["log_scale"][[c]])[0]
-        room = np.array([max(b - a - d, 0.0) for a, b in free])
-        if room.sum() <= 0:
-            continue
-        j = int(rng.choice(len(free), p=room / room.sum()))
-        s = free[j][0] + rng.random() * room[j]
-        free[j:j + 1] = [(free[j][0], s), (s + d, free[j][1])]
-        out.append((s, s + d, c))
+        s = _place(free, d, rng)
+        if s is not None:
+            out.append((s, s + d, c))
     return out
+
+
+def _place(free, d, rng):
+    """Start of a segment of length d put uniformly into the free gaps [(a, b), ...], which it
+    splits in place; None when no gap holds it."""
+    room = np.array([max(b - a - d, 0.0) for a, b in free])
+    if room.sum() <= 0:
+        return None
+    j = int(rng.choice(len(free), p=room / room.sum()))
+    s = free[j][0] + rng.random() * room[j]
+    free[j:j + 1] = [(free[j][0], s), (s + d, free[j][1])]
+    return s
 
 
 def _frame_latents(p, world, rng, n_frames, fps, events, context_class):
@@ -362,11 +376,16 @@ def _write(out, p, size, seed):
 
 def _generate(root, size, seed, params, replace):
     p = params if isinstance(params, GeneratorParams) else make_params(size, params)
+    return write_atomically(root, lambda tmp: _write(tmp, p, size, seed), replace)
+
+
+def write_atomically(root, write, replace):
+    """write(folder) into a temporary folder beside root, then rename it into place; its result."""
     root = os.path.abspath(root)
     os.makedirs(os.path.dirname(root), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=os.path.dirname(root))
     try:
-        stats = _write(tmp, p, size, seed)
+        stats = write(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would outlive the rename
         if replace and os.path.exists(root):
             shutil.rmtree(root)

@@ -48,15 +48,14 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from statistics import NormalDist
 
 import numpy as np
 
 from common.data import DataError, data_error, load_annotations, make_split, write_split
-from common.synthetic import _features, _frame_latents, _jitter, _rng, _unit, dataset_stats, num_features
+from common.synthetic import (_class_groups, _features, _frame_latents, _jitter, _place, _rng, _unit,
+                              checked_params, dataset_stats, num_features, write_atomically)
 from common.video_scores import load_video_scores, top_k_accuracy, write_video_scores
 
 VERSION = "synthetic-anet-v1"
@@ -129,26 +128,7 @@ def make_anet_params(overrides=None):
     """AnetParams with `overrides` (a dict, e.g. meta.json's "params") over the defaults.
 
     Unknown keys and wrong types are errors, so a typo cannot silently leave a default in place."""
-    values = dict(overrides or {})
-    for key, value in values.items():
-        if key not in AnetParams.__dataclass_fields__:
-            raise TypeError(f"unknown generator parameter {key!r}")
-        default = getattr(AnetParams, key)
-        values[key] = value = tuple(value) if isinstance(default, tuple) else value  # JSON gives lists
-        if not isinstance(value, type(default)) and not (type(default) is float and type(value) is int):
-            raise TypeError(f"generator parameter {key} must be {type(default).__name__}, got {value!r}")
-    return AnetParams(**values)
-
-
-def _class_groups(k):
-    if not 1 <= k <= sum(map(len, CLASS_GROUPS)):
-        raise ValueError(f"num_classes must be in 1..{sum(map(len, CLASS_GROUPS))}, got {k}")
-    groups, left = [], k
-    for group in CLASS_GROUPS:
-        if left > 0:
-            groups.append(sorted(group[:left]))
-            left -= len(groups[-1])
-    return groups
+    return checked_params(AnetParams, overrides or {})
 
 
 def _make_world(p, seed):
@@ -157,7 +137,7 @@ def _make_world(p, seed):
     if p.latent_dim > p.feat_dim:
         raise ValueError("latent_dim must not exceed feat_dim")
     rng, L = _rng(seed, 0), p.latent_dim
-    groups = _class_groups(p.num_classes)
+    groups = _class_groups(p.num_classes, CLASS_GROUPS)
     names = sorted(n for g in groups for n in g)
     group_of = np.array([next(i for i, g in enumerate(groups) if n in g) for n in names])
     group_vec = _unit(rng.standard_normal((len(groups), L)))
@@ -216,13 +196,9 @@ def _distractors(p, rng, instances, length, label):
     for _ in range(rng.poisson(p.distractor_rate)):
         c = label if rng.random() < p.distractor_same_class_prob else int(rng.integers(p.num_classes))
         d = max(p.distractor_median * math.exp(p.distractor_sigma * rng.standard_normal()), p.min_action)
-        room = np.array([max(b - a - d, 0.0) for a, b in free])
-        if room.sum() <= 0:
-            continue
-        j = int(rng.choice(len(free), p=room / room.sum()))
-        s = free[j][0] + rng.random() * room[j]
-        free[j:j + 1] = [(free[j][0], s), (s + d, free[j][1])]
-        out.append((s, s + d, c))
+        s = _place(free, d, rng)
+        if s is not None:
+            out.append((s, s + d, c))
     return out
 
 
@@ -329,18 +305,7 @@ def _anet_stats(out, database, world, steps):
 
 def _generate(root, p, seed, replace):
     """Write into a temporary folder beside root, then rename it into place."""
-    root = os.path.abspath(root)
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=os.path.dirname(root))
-    try:
-        stats = _write(tmp, p, seed)
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would outlive the rename
-        if replace and os.path.exists(root):
-            shutil.rmtree(root)
-        os.rename(tmp, root)  # fails on a non-empty root, e.g. written meanwhile by another process
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return stats
+    return write_atomically(root, lambda tmp: _write(tmp, p, seed), replace)
 
 
 def _read_meta(root):
