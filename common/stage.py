@@ -108,16 +108,17 @@ def load_weights(model, ckpt, path):
 SPLIT_RATIOS = (10, 20, 40, 60)
 
 
-def load_data(cfg):
+def load_data(cfg, scores=True):
     """Generate the embedded dataset (and its splits) if asked and absent; read and check the annotations,
-    and in class-agnostic mode the whole video-level scores file, before any stage does real work."""
+    and in class-agnostic mode the whole video-level scores file (unless `scores` is false: a stage that
+    labels no proposals, such as scoring a results file), before any stage does real work."""
     dcfg = cfg["dataset"]
     if dcfg["synthetic_size"] and not os.path.exists(dcfg["annotation_file"]):
         generate_into(dcfg)
     videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
     if dcfg["synthetic_size"]:
         ensure_splits(videos, classes, dcfg)
-    if dcfg["class_agnostic"]:
+    if dcfg["class_agnostic"] and scores:
         load_video_scores(dcfg["video_scores"], classes)
     return videos, classes
 

@@ -175,6 +175,77 @@ def test_activitynet_validation_scores_every_segment(tmp_path):
     assert sum(metrics["num_gt"].values()) == given
 
 
+def _args(config, sets):
+    """stage_args with another config file than the default one."""
+    argv = stage_args(sets)
+    argv[argv.index("--config") + 1] = config
+    return argv
+
+
+def test_activitynet_recipe_scores_a_results_file_without_video_level_scores(tmp_path):
+    # The class-agnostic recipe labels its own proposals with the classifier's scores; a results file
+    # is labelled already, so scoring one must not ask for the scores file (here absent).
+    database, results = random_files(random.Random(0))
+    (tmp_path / "annotations.json").write_text(json.dumps({"database": database}))
+    (tmp_path / "predictions.json").write_text(json.dumps({"results": results}))
+    sets = [f"dataset.annotation_file={tmp_path}/annotations.json", f"dataset.video_scores={tmp_path}/absent.json",
+            "dataset.eval_subset=test", "dataset.train_subset=train"]
+    metrics = evaluate.main(_args("configs/anet_i3d.yaml", sets) +
+                            ["--predictions", str(tmp_path / "predictions.json")])
+    thresholds = [0.5 + 0.05 * i for i in range(10)]  # the config's, ActivityNet's protocol
+    assert metrics["thresholds"] == pytest.approx(thresholds)
+    assert metrics["mAP"] == pytest.approx(official_map(database, "test", results, thresholds), abs=1e-12)
+
+
+def anet_results(data, rng, others=150):
+    """A detector's results on the validation videos whose segments training's reader drops (empty) or
+    clips (ending past the video) and on `others` more: per ground truth, a copy as given and jittered
+    ones (mostly of its class), plus a few anywhere. None is empty: the official tIoU of two would be 0/0."""
+    classes = sorted({a["label"] for e in data.values() for a in e["annotations"]})
+    val = sorted(v for v, e in data.items() if e["subset"] == "validation")
+    odd = [v for v in val if any(a["segment"][0] == a["segment"][1] or a["segment"][1] > data[v]["duration"]
+                                 for a in data[v]["annotations"])]
+    results = {}
+    for v in odd + rng.sample([v for v in val if v not in odd], others):
+        duration, preds = data[v]["duration"], []
+        for a in data[v]["annotations"]:
+            (s, e), length = a["segment"], a["segment"][1] - a["segment"][0]
+            preds.append((a["label"], [s, max(e, s + 0.5)]))
+            for _ in range(3):
+                label = a["label"] if rng.random() < 0.8 else rng.choice(classes)
+                js, je = s + rng.uniform(-0.3, 0.3) * length - 0.5, e + rng.uniform(-0.3, 0.3) * length + 0.5
+                preds.append((label, [max(js, 0.0), max(je, js + 0.5)]))
+        for _ in range(2):
+            s = rng.uniform(0, duration - 1)
+            preds.append((rng.choice(classes), [s, min(s + rng.uniform(1, 60), duration)]))
+        results[v] = [{"label": label, "score": rng.random(), "segment": seg} for label, seg in preds]
+    return results, odd
+
+
+@pytest.mark.skipif(not os.path.exists(ANET), reason="needs ../shared/data/activitynet/anet1.3.json beside the project")
+def test_activitynet_config_matches_the_official_transcription_on_the_real_file(tmp_path):
+    data = json.load(open(ANET))["database"]
+    results, odd = anet_results(data, random.Random(0))
+    assert len(odd) == 74  # measured: 3 with an empty segment, 71 with one ending past the video
+    pred = tmp_path / "predictions.json"
+    pred.write_text(json.dumps({"results": results}))
+    # the documented command, with the config's own video_scores path (no such file in a checkout)
+    metrics = evaluate.main(["--config", "configs/anet_i3d.yaml", "--set", f"dataset.annotation_file={ANET}",
+                             "--predictions", str(pred), "--no-per-class"])
+    thresholds = [0.5 + 0.05 * i for i in range(10)]
+    assert metrics["thresholds"] == pytest.approx(thresholds)
+    assert sum(metrics["num_gt"].values()) == 7293 and len(metrics["num_gt"]) == 200
+    expected = official_map(data, "validation", results, thresholds)
+    assert metrics["mAP"] == pytest.approx(expected, abs=1e-12)
+    # the segments the training reader repairs matter to these results: against its ground truth
+    # (empty ones dropped, the rest clipped to the video) the same file scores otherwise
+    videos, classes = load_annotations(ANET)
+    repaired = {v: {"subset": x.subset, "annotations": [{"label": classes[int(c)], "segment": [float(s), float(e)]}
+                                                         for (s, e), c in zip(x.segments, x.labels)]}
+                for v, x in videos.items()}
+    assert official_map(repaired, "validation", results, thresholds) != pytest.approx(expected, abs=1e-9)
+
+
 def _empty_results(tmp_path):
     path = tmp_path / "empty.json"
     path.write_text('{"results": {}}')

@@ -1,7 +1,8 @@
 """Every kind of input a stage reads, broken in many ways. Each broken input must end the stage with
 exit code 2 and exactly one line `error: ...` on stderr naming the broken file (and the video and
 field where there is one), before any output is touched: a file already at --out stays byte for
-byte, a fresh --out folder is not created. One tiny checkpoint is trained once and shared."""
+byte, a fresh --out folder is not created. One tiny checkpoint is trained once and shared, and one
+class-agnostic one on a reduced ActivityNet-like dataset for the video-level scores and its ids."""
 import copy
 import json
 import os
@@ -18,6 +19,7 @@ import train_semi
 import train_supervised
 from common.stage import run_main
 from common.synthetic import ensure_dataset
+from common.synthetic_anet import ensure_anet_dataset
 
 TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5", "dataset.max_seq_len=128",
         "train.epochs=1", "train.warmup_epochs=0", "train.batch_size=4", "semi.epochs=1", "semi.warmup_epochs=0",
@@ -37,8 +39,9 @@ def world(tmp_path_factory):
     # this first run writes the splits; every case after reads the dataset as it is
     train_supervised.main(_argv(sets + ["dataset.synthetic_size=tiny"]) + ["--out", str(run / "sup")])
     db = json.load(open(root / "annotations.json"))["database"]
-    w = types.SimpleNamespace(root=root, sets=sets + ["dataset.synthetic_size=null"], db=db,
-                              ckpt=str(run / "sup" / "last.pt"), lab=_lines(root / "splits" / "labeled_40pct.txt")[0],
+    w = types.SimpleNamespace(root=root, sets=sets + ["dataset.synthetic_size=null"], config="configs/default.yaml",
+                              db=db, ckpt=str(run / "sup" / "last.pt"),
+                              lab=_lines(root / "splits" / "labeled_40pct.txt")[0],
                               unlab=_lines(root / "splits" / "unlabeled_40pct.txt")[0],
                               test=sorted(v for v in db if db[v]["subset"] == "test")[0])
     w.label = db[w.test]["annotations"][0]["label"]
@@ -46,6 +49,36 @@ def world(tmp_path_factory):
     _write_json(w.pl, {"database": {w.unlab: _pseudo_entry(w)}})
     _write_json(w.preds, {"results": {w.test: [{"label": w.label, "score": 0.5, "segment": [1.0, 3.0]}]}})
     return w
+
+
+ANET_CONFIG = "configs/anet_synthetic.yaml"
+
+
+@pytest.fixture(scope="module")
+def anet_world(tmp_path_factory):
+    """A reduced ActivityNet-like dataset (20 videos, 4 classes, ids without "v_"), read with the
+    class-agnostic recipe and its video-level scores file; its 40% splits and a class-agnostic checkpoint."""
+    root = tmp_path_factory.mktemp("data") / "anet"
+    ensure_anet_dataset(str(root), seed=0, params=dict(num_train=16, num_val=4, num_classes=4))
+    sets = TINY + ["dataset.resize_to=128", "dataset.synthetic_size=null",
+                   f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features",
+                   f"dataset.video_scores={root}/video_scores.json",
+                   f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
+                   f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
+    run = tmp_path_factory.mktemp("run")
+    train_supervised.main(_argv(sets, ANET_CONFIG) + ["--out", str(run / "sup")])
+    db = json.load(open(root / "annotations.json"))["database"]
+    return types.SimpleNamespace(root=root, sets=sets, config=ANET_CONFIG, db=db, ckpt=str(run / "sup" / "last.pt"),
+                                 lab=_lines(root / "splits" / "labeled_40pct.txt")[0],
+                                 unlab=_lines(root / "splits" / "unlabeled_40pct.txt")[0],
+                                 test=sorted(v for v in db if db[v]["subset"] == "validation")[0],
+                                 scores=json.load(open(root / "video_scores.json")))
+
+
+def _on_anet(build):
+    """A case on the ActivityNet-like world instead of the default one."""
+    build.world = "anet_world"
+    return build
 
 
 def _argv(sets, config="configs/default.yaml"):
@@ -76,7 +109,7 @@ def _pseudo_entry(w, **change):
 # ---------------------------------------------------------------- the cases
 # A case builder gets the world and a fresh folder and returns (stage, --set overrides, replaced input
 # arguments, fragments the error line must hold). Stages: supervised, acp, pseudo, semi, eval_ckpt,
-# eval_pred.
+# eval_pred (on the ActivityNet-like world, marked by _on_anet: supervised, pseudo, eval_ckpt).
 
 CASES = {}
 
@@ -98,7 +131,7 @@ def _where(vid, field):
 
 def _raw(kind, content, stage, problem=None):
     """A file of `kind` (annotation, labeled/unlabeled split, config, predictions, pseudo, checkpoint,
-    init) holding `content` (bytes, text, None: missing, "<dir>": a folder)."""
+    init, scores) holding `content` (bytes, text, None: missing, "<dir>": a folder)."""
     def build(w, d):
         path = d / f"{kind}.input"
         if content == "<dir>":
@@ -112,7 +145,7 @@ def _raw(kind, content, stage, problem=None):
 
 def _input_of(kind, path):
     sets = {"annotation": "dataset.annotation_file", "labeled": "dataset.labeled_split",
-            "unlabeled": "dataset.unlabeled_split"}
+            "unlabeled": "dataset.unlabeled_split", "scores": "dataset.video_scores"}
     flags = {"config": "--config", "predictions": "--predictions", "pseudo": "--pseudo-labels",
              "checkpoint": "--checkpoint", "init": "--init"}
     if kind in sets:
@@ -232,7 +265,8 @@ CASES.update({
 
 # split files
 def _split(text, role=None, field=None, kind="labeled", stage="supervised", mutate=None):
-    """A split file holding text(w); mutate(db, w) changes the annotation file beside it."""
+    """A split file holding text(w); mutate(db, w) changes the annotation file beside it. role: the
+    attribute of the world naming the video the error must name, or a function of the world giving it."""
     def build(w, d):
         path = d / f"{kind}.txt"
         path.write_text(text(w))
@@ -242,7 +276,8 @@ def _split(text, role=None, field=None, kind="labeled", stage="supervised", muta
             mutate(db, w)
             _write_json(d / "annotations.json", {"database": db})
             sets.append(f"dataset.annotation_file={d / 'annotations.json'}")
-        return stage, sets, {}, [str(path)] + _where(role and getattr(w, role), field)
+        vid = role and (role(w) if callable(role) else getattr(w, role))
+        return stage, sets, {}, [str(path)] + _where(vid, field)
     return build
 
 
@@ -270,6 +305,25 @@ CASES.update({
     "unlabeled split: overlaps the labeled one": _split(lambda w: f"{w.lab}\n", "lab", "labeled split too",
                                                         kind="unlabeled", stage="pseudo"),
     "unlabeled split: empty": _split(lambda w: "\n", kind="unlabeled", stage="pseudo"),
+})
+
+
+def _both_forms_of_unlab(db, w):
+    db["v_" + w.unlab] = copy.deepcopy(db[w.unlab])
+
+
+# ActivityNet's ids: the annotation file's without "v_", split lists often with it
+CASES.update({
+    "labeled split: ActivityNet id in neither form": _on_anet(_split(
+        lambda w: f"{w.lab}\nv_anet_train_99999\n", None, "video v_anet_train_99999: line 2")),
+    "labeled split: ActivityNet id written with v_, both forms in the annotation file": _on_anet(_split(
+        lambda w: f"v_{w.lab}\n", lambda w: f"v_{w.lab}", "line 1: ambiguous", mutate=_both_forms)),
+    "unlabeled split: ActivityNet id in neither form": _on_anet(_split(
+        lambda w: f"v_{w.unlab}\nanet_train_99999\n", None, "video anet_train_99999: line 2", kind="unlabeled",
+        stage="pseudo")),
+    "unlabeled split: ActivityNet id, both forms in the annotation file": _on_anet(_split(
+        lambda w: f"{w.unlab}\n", "unlab", "line 1: ambiguous", kind="unlabeled", stage="pseudo",
+        mutate=_both_forms_of_unlab)),
 })
 
 
@@ -435,6 +489,92 @@ CASES.update({
 })
 
 
+# video-level classifier scores (dataset.video_scores of the class-agnostic recipe), read whole at the
+# start of evaluate.py --checkpoint and pseudo_label.py, which then look up their videos' scores
+def _scores(mutate, role=None, field=None, stage="eval_ckpt"):
+    """A copy of the ActivityNet-like world's scores file that `mutate(data, video)` broke."""
+    def build(w, d):
+        data, vid = copy.deepcopy(w.scores), getattr(w, role) if role else None
+        mutate(data, vid)
+        path = d / "video_scores.json"
+        _write_json(path, data)
+        return stage, [f"dataset.video_scores={path}"], {}, [str(path)] + _where(vid, field)
+    return _on_anet(build)
+
+
+def _set_prob(value, k=0):
+    def mutate(data, vid):
+        data["results"][vid][k] = value
+    return mutate
+
+
+def _as_dict(change):
+    """The video's probabilities written {class name: probability}, then change(probs) applied."""
+    def mutate(data, vid):
+        probs = dict(zip(data["class"], data["results"][vid]))
+        change(probs)
+        data["results"][vid] = probs
+    return mutate
+
+
+def _without_class_list(data, vid):
+    # the other videos by name, so the list of `vid` is the one left without names
+    names = data.pop("class")
+    data["results"] = {k: (v if k == vid else dict(zip(names, v))) for k, v in data["results"].items()}
+
+
+def _drop_class(data, vid):
+    data["class"].pop()
+    for probs in data["results"].values():
+        probs.pop()
+
+
+for _stage in ("eval_ckpt", "pseudo"):
+    CASES[f"video scores: missing file ({_stage})"] = _on_anet(_raw("scores", None, _stage, "cannot read"))
+CASES.update({
+    "video scores: a folder": _on_anet(_raw("scores", "<dir>", "pseudo", "cannot read")),
+    "video scores: not a text file": _on_anet(_raw("scores", NOT_TEXT, "eval_ckpt")),
+    "video scores: broken JSON": _on_anet(_raw("scores", '{"class": ["Canoeing", ', "pseudo", "broken JSON")),
+    "video scores: empty file": _on_anet(_raw("scores", "", "eval_ckpt", "JSON")),
+    "video scores: a video twice": _on_anet(_raw("scores", '{"results": {"a": [1], "a": [1]}}', "pseudo", "twice")),
+    "video scores: top level is a list": _on_anet(_raw("scores", "[1, 2]", "eval_ckpt", '"results"')),
+    "video scores: no results": _on_anet(_raw("scores", '{"class": ["Canoeing"]}', "pseudo", '"results"')),
+    "video scores: results is a list": _on_anet(_raw("scores", '{"results": []}', "eval_ckpt", "results: expected")),
+    "video scores: validation video without scores": _scores(lambda data, v: data["results"].pop(v), "test",
+                                                             "results: no scores"),
+    "video scores: unlabeled video without scores": _scores(lambda data, v: data["results"].pop(v), "unlab",
+                                                            "results: no scores", "pseudo"),
+    "video scores: unknown class name in class": _scores(lambda data, v: data["class"].__setitem__(2, "Surfing"),
+                                                         None, "class[2]: 'Surfing'"),
+    "video scores: a class missing from class": _scores(_drop_class, None, "class: lacks", "pseudo"),
+    "video scores: a class twice in class": _scores(lambda data, v: data["class"].__setitem__(3, data["class"][0]),
+                                                    None, "class[3]"),
+    "video scores: class not a list of names": _scores(lambda data, v: data.update({"class": [1, 2, 3, 4]}), None,
+                                                       "class: expected a list", "pseudo"),
+    "video scores: a list of the wrong length": _scores(lambda data, v: data["results"][v].pop(), "test",
+                                                        "results: expected 4 probabilities"),
+    "video scores: a video's scores not a list": _scores(lambda data, v: data["results"].update({v: 0.9}), "unlab",
+                                                         "results", "pseudo"),
+    "video scores: a list without the class list": _scores(_without_class_list, "test", "results"),
+    "video scores: NaN probability": _scores(_set_prob(float("nan")), "unlab", "score of", "pseudo"),
+    "video scores: infinite probability": _scores(_set_prob(float("inf"), 1), "test", "score of"),
+    "video scores: negative probability": _scores(_set_prob(-0.1, 2), "test", "score of"),
+    "video scores: string probability": _scores(_set_prob("0.9"), "unlab", "score of", "pseudo"),
+    "video scores: boolean probability": _scores(_set_prob(True), "test", "score of"),
+    # every entry is checked, not only those of the videos the stage asks for
+    "video scores: broken entry of a video the stage does not need": _scores(_set_prob(None), "lab", "score of"),
+    "video scores: id both with and without v_": _scores(
+        lambda data, v: data["results"].update({"v_" + v: data["results"][v]}), "test", "results: ambiguous"),
+    "video scores: id both with and without v_ (pseudo-labeling)": _scores(
+        lambda data, v: data["results"].update({"v_" + v: data["results"][v]}), "unlab", "results: ambiguous",
+        "pseudo"),
+    "video scores: dict form with an unknown class": _scores(_as_dict(lambda p: p.update(Surfing=0.1)), "test",
+                                                            "results: 'Surfing'"),
+    "video scores: dict form without a class": _scores(_as_dict(lambda p: p.popitem()), "unlab",
+                                                      "results: no probability", "pseudo"),
+})
+
+
 # ---------------------------------------------------------------- the sweep
 
 STAGES = {"supervised": train_supervised, "acp": pretrain_acp, "pseudo": pseudo_label, "semi": train_semi,
@@ -459,17 +599,19 @@ def test_the_sweep_is_wide():
     assert len(CASES) >= 50
     kinds = {name.split(":")[0].split(" of ")[0] for name in CASES}
     assert kinds >= {"annotation", "features", "labeled split", "unlabeled split", "config", "--set",
-                     "--checkpoint", "--init", "predictions", "pseudo"}
+                     "--checkpoint", "--init", "predictions", "pseudo", "video scores"}
+    assert sum(name.startswith("video scores:") for name in CASES) >= 10
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_broken_input_is_one_line_naming_it(world, tmp_path, capsys, name):
+def test_broken_input_is_one_line_naming_it(request, tmp_path, capsys, name):
+    world = request.getfixturevalue(getattr(CASES[name], "world", "world"))
     inputs, outputs = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
     outputs.mkdir()
     stage, sets, args, fragments = CASES[name](world, inputs)
     defaults, files, folders = _outputs(stage, world, outputs)
-    config = args.pop("--config", "configs/default.yaml")
+    config = args.pop("--config", world.config)
     argv = _argv(world.sets + sets, config) + [x for item in {**defaults, **args}.items() for x in item]
     for f in files:
         f.write_bytes(SENTINEL)
@@ -486,13 +628,19 @@ def test_broken_input_is_one_line_naming_it(world, tmp_path, capsys, name):
     assert sorted(os.listdir(outputs)) == sorted(f.name for f in files)  # no temporary file left behind
 
 
-def test_the_inputs_of_the_sweep_are_valid_as_given(world, tmp_path):
+def test_the_inputs_of_the_sweep_are_valid_as_given(world, anet_world, tmp_path):
     # the unbroken inputs pass, so each case fails for its own breakage
     metrics = evaluate.main(_argv(world.sets) + ["--predictions", world.preds])
     assert 0.0 < metrics["average"] <= 1.0
     train_semi.main(_argv(world.sets) + ["--init", world.ckpt, "--pseudo-labels", world.pl,
                                          "--out", str(tmp_path / "semi")])
     assert os.path.exists(tmp_path / "semi" / "last.pt")
+    # the ActivityNet-like world's stages read its scores file (and its splits: the fixture trained on them)
+    argv = _argv(anet_world.sets, anet_world.config) + ["--checkpoint", anet_world.ckpt]
+    metrics = evaluate.main(argv + ["--out", str(tmp_path / "anet_preds.json")])
+    assert 0.0 <= metrics["average"] <= 1.0 and os.path.exists(tmp_path / "anet_preds.json")
+    pseudo_label.main(argv + ["--out", str(tmp_path / "anet_pl.json")])
+    assert anet_world.unlab in json.load(open(tmp_path / "anet_pl.json"))["database"]
 
 
 def test_checkpoint_without_config_names_the_file_in_pseudo_label(world, tmp_path, capsys):
