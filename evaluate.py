@@ -6,6 +6,11 @@ class-agnostic detector (dataset.class_agnostic, ActivityNet's recipe) gives pro
 copied for its video's test.video_topk most likely classes of the video-level classifier
 (dataset.video_scores), score = proposal score x class probability. Prints the mAP per tIoU
 threshold, their average, and a per-class table; --json writes the figures.
+For a class-agnostic detector or config, and for any file with --proposals, it also prints the
+proposal quality of the official Evaluation/eval_proposal.py: AR@1, AR@5, AR@10, AR@100 (recall
+averaged over tIoU 0.5:0.05:0.95 at that many proposals a video, on average over the videos) and
+the AUC of that curve. The proposals are a class-agnostic checkpoint's own, before the classifier
+labels them; otherwise every prediction, its label ignored.
 The ground truth is every segment of the evaluation subset as the annotation file gives it, as the
 official Evaluation/eval_detection.py reads it: the clipping and dropping training does is not done here.
 
@@ -13,6 +18,7 @@ Examples:
   python evaluate.py --config configs/default.yaml --checkpoint outputs/sup10/last.pt \\
       --out outputs/sup10/predictions.json --json outputs/sup10/metrics.json
   python evaluate.py --config configs/default.yaml --predictions other_detector.json
+  python evaluate.py --config configs/default.yaml --predictions other_detector.json --proposals
 """
 import json
 import math
@@ -23,7 +29,7 @@ from common.config import atomic_write_text
 from common.data import DataError, VideoDataset, id_forms, load_annotations
 from common.detect import classify_proposals, predict, to_results_json
 from common.distributed import is_main
-from common.metrics import compute_map, format_map_table
+from common.metrics import compute_map, format_map_table, format_proposal_table, proposal_metrics
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of, eval_ids,
                           load_data, load_weights, make_parser, run_main, subset_ids, video_scores)
 
@@ -34,7 +40,10 @@ def parse_args(argv=None):
     source.add_argument("--checkpoint", help="a checkpoint of train_supervised.py / train_semi.py")
     source.add_argument("--predictions", help="an ActivityNet-format results file to score")
     parser.add_argument("--out", help="where to write the predictions (with --checkpoint)")
-    parser.add_argument("--json", help="write {thresholds, mAP, average, per_class} here")
+    parser.add_argument("--json", help="write {thresholds, mAP, average, per_class(, proposals)} here")
+    parser.add_argument("--proposals", action="store_true",
+                        help="also score every prediction as a class-agnostic proposal: AR@AN and AUC of the "
+                             "official ActivityNet proposal evaluation (always on with dataset.class_agnostic)")
     parser.add_argument("--no-per-class", action="store_true", help="print only the per-threshold table")
     args = parser.parse_args(argv)
     if args.checkpoint and not args.out:
@@ -126,6 +135,7 @@ def main(argv=None):
     truth = ground_truth(cfg, classes)
 
     # 2. Predictions: run the checkpoint, or read a results file.
+    proposals = None  # a class-agnostic detector's own; otherwise every prediction is one
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
@@ -139,6 +149,7 @@ def main(argv=None):
         dataset = VideoDataset(cfg["dataset"], videos, ids, training=False)
         results = predict(model, dataset, cfg, device, not args.no_progress)
         if agnostic:  # proposals (after class-agnostic Soft-NMS) -> detections of the video's top classes
+            proposals = to_results_json(results, classes)["results"]  # rounded as written; labels unused
             results = classify_proposals(results, probs, cfg["test"]["video_topk"])
         results = to_results_json(results, classes, external=cfg["dataset"]["video_scores"] if agnostic else None)
         seconds = time.time() - start
@@ -150,9 +161,12 @@ def main(argv=None):
     else:
         predictions = read_predictions(args.predictions, videos, classes)
 
-    # 3. The mAP, printed and optionally written.
+    # 3. The mAP and, for proposals, AR@AN and AUC; printed and optionally written.
     metrics = compute_map(truth, predictions, cfg["dataset"]["tiou_thresholds"], classes)
     print(format_map_table(metrics, per_class=not args.no_per_class))
+    if args.proposals or cfg["dataset"]["class_agnostic"]:
+        metrics["proposals"] = proposal_metrics(truth, predictions if proposals is None else proposals)
+        print(format_proposal_table(metrics["proposals"]))
     if args.json:
         atomic_write_text(args.json, json.dumps(metrics, indent=2))
     return metrics
