@@ -131,7 +131,7 @@ def main(argv=None):
     args = parse_args(argv)
     # 1. Config and the ground truth of the evaluation subset, as the official code reads it.
     cfg = config_from_args(args)
-    videos, classes = load_data(cfg, scores=bool(args.checkpoint))  # a results file needs no classifier
+    videos, classes = load_data(cfg, scores=False)  # read below where a checkpoint needs it; a results file does not
     truth = ground_truth(cfg, classes)
 
     # 2. Predictions: run the checkpoint, or read a results file.

@@ -228,7 +228,7 @@ def main(argv=None):
     ckpt = load_checkpoint(args.checkpoint)
     cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
     device = device_of(args)  # under torchrun each process predicts its share of the videos
-    videos, classes = load_data(cfg)
+    videos, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
     ids = unlabeled_ids(cfg, videos)
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference
     model = build_detector(cfg, classes, device)
