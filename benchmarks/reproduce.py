@@ -16,6 +16,7 @@ OUT/cells.json (every seed's figures).
   python benchmarks/reproduce.py --tables 2 4 --seeds 0 1  # some tables, some seeds
   python benchmarks/reproduce.py --config my_dataset.yaml --splits my_data/splits --out outputs/repro_mine
   python benchmarks/reproduce.py --report                  # the tables from the runs found so far
+  python benchmarks/reproduce.py --config configs/anet_synthetic.yaml --tables 1 --ratios 10 --seeds 0 1 2
 
 Several copies of the same command share the work (one per GPU: CUDA_VISIBLE_DEVICES=k for copy k;
 on the CPU OMP_NUM_THREADS=1 per copy): each step is locked while a copy runs it (DONE.lock), the
@@ -23,7 +24,9 @@ others go on with other cells and come back to it.
 
 Another dataset needs a config (see configs/) and a folder of split files named
 labeled_<pct>pct.txt / unlabeled_<pct>pct.txt for the ratios used (common/data.py writes them:
-python -m common.data --config CFG --ratio 0.1 --out-dir DIR).
+python -m common.data --config CFG --ratio 0.1 --out-dir DIR). A config scored at ActivityNet's tIoU
+thresholds (0.5:0.05:0.95) gets ActivityNet's columns: mAP at 0.5, 0.75, 0.95 and the average, beside
+the paper's ActivityNet v1.3 figures in Table 1, and APL's gain over ActF* seed by seed.
 """
 import argparse
 import json
@@ -81,6 +84,16 @@ TABLES = {
         ("L_conc + L_conf", APL, {10: 24.5, 40: 54.8})]),
 }
 UPPER_BOUND = ("ActF, 100% labeled (upper bound)", ACTF)   # Table 1's last line, no paper figure
+# Table 1's ActivityNet v1.3 half (I3D features): {ratio: (mAP@0.5, mAP@0.75, mAP@0.95, avg)}. The
+# paper's ablations (Tables 2-5) are on THUMOS14 only.
+ANET_PAPER = [
+    (ACTF, {10: (47.8, 24.2, 1.7, 25.6), 20: (51.2, 34.3, 3.8, 32.9),
+            40: (53.2, 35.7, 3.8, 34.2), 60: (53.9, 36.1, 5.7, 35.0)}),
+    (APL, {10: (52.2, 33.9, 6.7, 33.5), 20: (53.5, 36.1, 7.1, 34.5),
+           40: (53.8, 36.7, 8.2, 35.5), 60: (54.4, 36.7, 8.4, 36.0)}),
+]
+ANET_THRESHOLDS = [round(0.5 + 0.05 * i, 2) for i in range(10)]   # the official protocol
+ANET_SHOWN = (0.5, 0.75, 0.95)                                     # the columns ActivityNet papers give
 QUALITY_RATIO = 10                                         # Fig. 3(c): pseudo labels of the 10% detector
 
 
@@ -253,26 +266,68 @@ def fmt(values):
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
-def table_lines(title, entries, out, seeds, records):
+def is_anet(thresholds):
+    """Scored at ActivityNet's tIoU thresholds 0.5:0.05:0.95."""
+    return [round(t, 2) for t in thresholds] == ANET_THRESHOLDS
+
+
+def shown_columns(thresholds, anet):
+    """(label, index into metrics.json's mAP list) of the thresholds a table shows: every one for
+    THUMOS14, 0.5 / 0.75 / 0.95 for ActivityNet."""
+    if not anet:
+        return [(f"mAP@{t:g}", i) for i, t in enumerate(thresholds)]
+    return [(f"mAP@{t:g}", min(range(len(thresholds)), key=lambda i: abs(thresholds[i] - t))) for t in ANET_SHOWN]
+
+
+def table_lines(title, entries, out, seeds, records, anet=False, paper_header=("paper avg (THUMOS14)",)):
     """One Markdown table of (ratio, row name, method, paper figures) entries: our mAP per threshold
-    and average over the seeds found, and the paper's average."""
-    lines, thresholds = [f"### {title}", ""], None
+    shown and average over the seeds found, and the paper's figures (a tuple, one per paper column)."""
+    lines, columns = [f"### {title}", ""], None
     for ratio, name, m, paper in entries:
         found = [(s, read_cell(out, s, ratio, m)) for s in seeds]
         found = [(s, c) for s, c in found if c]
         if not found:
             continue
-        if thresholds is None:
-            thresholds = found[0][1]["thresholds"]
-            lines += ["| labeled | method | " + " | ".join(f"mAP@{t:g}" for t in thresholds)
-                      + " | avg | seeds | paper avg (THUMOS14) |", "|---" * (len(thresholds) + 5) + "|"]
-        per_thr = [fmt([100 * c["mAP"][i] for _, c in found]) for i in range(len(thresholds))]
+        if columns is None:
+            columns = shown_columns(found[0][1]["thresholds"], anet)
+            lines += ["| labeled | method | " + " | ".join(label for label, _ in columns)
+                      + " | avg | seeds | " + " | ".join(paper_header) + " |",
+                      "|---" * (len(columns) + 4 + len(paper_header)) + "|"]
+        per_thr = [fmt([100 * c["mAP"][i] for _, c in found]) for _, i in columns]
         avg = [100 * c["average"] for _, c in found]
         lines.append(f"| {ratio}% | {name} | " + " | ".join(per_thr) + f" | **{fmt(avg)}** | "
-                     f"{len(found)} | {paper.get(ratio, '') if paper else ''} |")
+                     f"{len(found)} | " + " | ".join("" if v is None else f"{v}" for v in paper) + " |")
         records.append({"table": title, "ratio": ratio, "method": name, "seeds": [s for s, _ in found],
                         "average": avg, "mAP": [[100 * x for x in c["mAP"]] for _, c in found]})
-    return lines + [""] if thresholds else []
+    return lines + [""] if columns else []
+
+
+def anet_paper(ratio, m):
+    """The paper's ActivityNet v1.3 (mAP@0.5, @0.75, @0.95, avg) of Table 1's row, or four blanks."""
+    return next((row[ratio] for method_, row in ANET_PAPER if method_ == m and ratio in row), (None,) * 4)
+
+
+def gain_lines(out, seeds, ratios):
+    """APL - ActF* at 0.5 / 0.75 / 0.95 / avg, seed by seed (only seeds where both finished), mean +-
+    std over those seeds, beside the paper's ActivityNet gain."""
+    lines = []
+    for ratio in ratios:
+        pairs = [(read_cell(out, s, ratio, ACTF), read_cell(out, s, ratio, APL)) for s in seeds]
+        pairs = [(a, b) for a, b in pairs if a and b]
+        if not pairs:
+            continue
+        columns = shown_columns(pairs[0][0]["thresholds"], True)
+        gains = [[100 * (b["mAP"][i] - a["mAP"][i]) for a, b in pairs] for _, i in columns]
+        gains.append([100 * (b["average"] - a["average"]) for a, b in pairs])
+        paper = zip(anet_paper(ratio, APL), anet_paper(ratio, ACTF))
+        paper = [None if p is None else f"{p - q:+.1f}" for p, q in paper]
+        lines.append(f"| {ratio}% | " + " | ".join(fmt(g) for g in gains) + f" | {len(pairs)} | "
+                     + " | ".join(p or "" for p in paper) + " |")
+    if not lines:
+        return []
+    return ["### Table 1: APL's gain over ActF* (same seed)", "",
+            "| labeled | mAP@0.5 | mAP@0.75 | mAP@0.95 | avg | seeds | paper @0.5 | paper @0.75 | paper @0.95 "
+            "| paper avg |", "|---" * 10 + "|"] + lines + [""]
 
 
 def quality_lines(out, seeds):
@@ -291,15 +346,25 @@ def quality_lines(out, seeds):
 
 
 def write_tables(args, wall):
+    anet = is_anet(load_config(args.config, args.set)["dataset"]["tiou_thresholds"])
+    figures = ("Table 1's figures are its ActivityNet v1.3 (I3D) columns, the others' its THUMOS14 (I3D) "
+               "averages (its ablations are on THUMOS14 only)" if anet
+               else "the paper's figures are THUMOS14 (I3D) averages")
     records, lines = [], [f"# Reproduction on {args.config}", "",
                           f"Seeds {' '.join(map(str, args.seeds))}; cells give mean ± sample std over the seeds "
-                          f"that finished; the paper's figures are THUMOS14 (I3D) averages. Runs in {args.out}.", ""]
+                          f"that finished; {figures}. Runs in {args.out}.", ""]
     for t in args.tables:
         title, ratios, rows = TABLES[t]
-        entries = [(ratio, name, m, paper) for ratio in ratios for name, m, paper in rows]
+        entries = [(ratio, name, m, (paper.get(ratio),)) for ratio in ratios for name, m, paper in rows]
         if t == 1:
-            entries.append((100, UPPER_BOUND[0], UPPER_BOUND[1], None))
-        lines += table_lines(title, entries, args.out, args.seeds, records)
+            entries.append((100, UPPER_BOUND[0], UPPER_BOUND[1], (None,)))
+        if t == 1 and anet:
+            entries = [(ratio, name, m, anet_paper(ratio, m)) for ratio, name, m, _ in entries]
+            header = tuple(f"paper {c} (ActivityNet)" for c in ("@0.5", "@0.75", "@0.95", "avg"))
+            lines += table_lines(title, entries, args.out, args.seeds, records, anet, header)
+            lines += gain_lines(args.out, args.seeds, ratios)
+        else:
+            lines += table_lines(title, entries, args.out, args.seeds, records, anet)
     if 2 in args.tables or 4 in args.tables:
         lines += quality_lines(args.out, args.seeds)
     if wall is not None:

@@ -106,3 +106,66 @@ def test_copies_share_the_work_through_locks(tmp_path, monkeypatch):
     assert order == [("a1", False), ("b1", True), ("a1", False), ("a1", True), ("a2", True)]
     assert os.path.exists(a2[3]) and os.path.exists(b1[3])
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".lock")]
+
+
+def _fake_anet_run(out, seed, ratio, m, at05, at075, at095, average):
+    """metrics.json at ActivityNet's ten thresholds; the ones no column shows hold 0.99, so a column
+    read from the wrong threshold shows 99.00."""
+    _, sup, semi = rp.run_dirs(out, seed, ratio, m)
+    run = semi or sup
+    os.makedirs(run, exist_ok=True)
+    maps = [at05, 0.99, 0.99, 0.99, 0.99, at075, 0.99, 0.99, 0.99, at095]
+    with open(os.path.join(run, "metrics.json"), "w") as f:
+        json.dump({"thresholds": [0.5 + 0.05 * i for i in range(10)], "mAP": maps, "average": average}, f)
+
+
+def test_activitynet_columns_beside_the_papers(tmp_path):
+    out = str(tmp_path)
+    _fake_anet_run(out, 0, 10, rp.ACTF, 0.60, 0.50, 0.10, 0.45)
+    _fake_anet_run(out, 1, 10, rp.ACTF, 0.62, 0.52, 0.14, 0.47)
+    _fake_anet_run(out, 0, 10, rp.APL, 0.70, 0.55, 0.20, 0.52)   # seed 1 of APL not finished
+    args = rp.parse_args(["--config", "configs/anet_synthetic.yaml", "--out", out, "--tables", "1",
+                          "--seeds", "0", "1"])
+    text = rp.write_tables(args, None)
+    assert ("| labeled | method | mAP@0.5 | mAP@0.75 | mAP@0.95 | avg | seeds | paper @0.5 (ActivityNet) "
+            "| paper @0.75 (ActivityNet) | paper @0.95 (ActivityNet) | paper avg (ActivityNet) |") in text
+    # ActF*: 60 and 62 -> 61.00 +- 1.41 (sqrt 2), 10 and 14 -> 12.00 +- 2.83; the paper's 10% row
+    assert ("| 10% | ActF* (labeled videos only) | 61.00 ± 1.41 | 51.00 ± 1.41 | 12.00 ± 2.83 "
+            "| **46.00 ± 1.41** | 2 | 47.8 | 24.2 | 1.7 | 25.6 |") in text
+    assert "| 10% | APL (ActF) | 70.00 | 55.00 | 20.00 | **52.00** | 1 | 52.2 | 33.9 | 6.7 | 33.5 |" in text
+    # The gain pairs seed 0 only (APL's seed 1 is missing): 70 - 60, 55 - 50, 20 - 10, 52 - 45;
+    # the paper's: 52.2 - 47.8, 33.9 - 24.2, 6.7 - 1.7, 33.5 - 25.6.
+    assert "| 10% | 10.00 | 5.00 | 10.00 | 7.00 | 1 | +4.4 | +9.7 | +5.0 | +7.9 |" in text
+    assert "99.00" not in text and "THUMOS14" in text  # Table 1 reads ActivityNet; the header names both
+    cells = json.load(open(os.path.join(out, "cells.json")))
+    assert [len(c["mAP"][0]) for c in cells] == [10, 10]  # every threshold kept for later reading
+
+
+def test_thumos_configs_keep_every_threshold(tmp_path):
+    out = str(tmp_path)
+    _fake_run(out, 0, 10, rp.APL, 0.30)
+    text = rp.write_tables(rp.parse_args(["--out", out, "--tables", "1", "--seeds", "0"]), None)
+    assert "| 10% | APL (ActF) | 40.00 | 20.00 | **30.00** | 1 | 24.5 |" in text
+    assert "gain" not in text and "ActivityNet" not in text
+
+
+PAPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "paper",
+                     "apl_paper.txt")  # ../shared beside the project, where present
+
+
+@pytest.mark.skipif(not os.path.exists(PAPER), reason="needs ../shared/paper beside the project")
+def test_the_papers_figures_are_those_of_its_table_1():
+    # Table 1's I3D rows of ActF* and APL (ActF), in the order 10, 20, 40, 60%: six THUMOS14 figures
+    # (0.3 ... 0.7, avg), then ActivityNet's four (0.5, 0.75, 0.95, avg).
+    rows = {"ActF* [52]": [], "APL (ActF)": []}
+    for line in open(PAPER):
+        cells = [c.strip() for c in line.split("\t") if c.strip()]
+        for name in rows:
+            if name in cells and "I3D" in cells:
+                rows[name].append([float(c) for c in cells[cells.index("I3D") + 1:]])
+    for m, name in ((rp.ACTF, "ActF* [52]"), (rp.APL, "APL (ActF)")):
+        assert len(rows[name]) == 4
+        for ratio, figures in zip((10, 20, 40, 60), rows[name]):
+            assert rp.anet_paper(ratio, m) == tuple(figures[6:10])
+            thumos = next(paper for _, m_, paper in rp.TABLES[1][2] if m_ == m)
+            assert thumos[ratio] == figures[5]
