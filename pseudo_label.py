@@ -9,6 +9,9 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      largest sums of joint scores) are considered; the others are rejected as 'other_class';
   2. scores positives and candidates with ICD (Eq. 10): positives with S < tau_icd are removed
      (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both);
+  In a later round, --previous names the round before's file and pseudo.carry_over what it keeps:
+     thresholds: each video's tau_pos is at most the previous one; labels: also the previous
+     pseudo labels that no new one overlaps at tIoU >= 0.5 (origin "previous_round");
   3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
      score, cls_score, tiou, tnd, icd, origin, and class_scores: P_cls of the prediction's point for
      its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
@@ -32,8 +35,8 @@ import numpy as np
 import torch
 
 from common.checkpoint import load_checkpoint
-from common.config import atomic_write_text
-from common.data import VideoDataset, to_grid
+from common.config import ConfigError, atomic_write_text
+from common.data import VideoDataset, data_error, load_annotations, to_grid
 from common.detect import CLASS_TOPK, predict
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
@@ -48,6 +51,7 @@ def parse_args(argv=None):
     parser = add_common_args(make_parser(__doc__))
     parser.add_argument("--checkpoint", required=True, help="train_supervised.py or train_semi.py checkpoint")
     parser.add_argument("--out", required=True, help="the pseudo-label JSON to write")
+    parser.add_argument("--previous", help="the previous round's pseudo-label file, for pseudo.carry_over")
     return parser.parse_args(argv)
 
 
@@ -114,6 +118,52 @@ def thresholds(results, pcfg, masks=None):
     return {vid: adaptive_threshold(s, pcfg["tau_neg"], pcfg["pos_std"]) for vid, s in scores.items()}
 
 
+# ---------------------------------------------------------------- a later round (pseudo.carry_over)
+
+CARRY_OVER = ("none", "thresholds", "labels")
+CARRY_TIOU = 0.5  # a previous pseudo label overlapped this much by a new one is replaced by it
+
+
+def previous_round(path, classes):
+    """The previous round's file, read strictly: {video: tau_pos or None} from its meta, and
+    {video: its accepted entries as written}. A hand-edited file keeps working as long as its meta
+    still holds the thresholds pseudo_label.py wrote."""
+    load_annotations(path, classes, strict=True)  # every entry checked as train_semi.py checks it
+    with open(path) as f:
+        data = json.load(f)
+    taus = data.get("meta", {}).get("tau_pos") if isinstance(data.get("meta"), dict) else None
+    if not isinstance(taus, dict):
+        raise data_error(path, "expected {video: tau_pos}, as pseudo_label.py writes it", where="meta.tau_pos")
+    for vid, tau in taus.items():
+        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau)):
+            raise data_error(path, f"expected a number or null, got {tau!r}", vid, "meta.tau_pos")
+    entries = {vid: v.get("annotations", []) for vid, v in data["database"].items()}
+    return {vid: (float("inf") if t is None else float(t)) for vid, t in taus.items()}, entries
+
+
+def carried_thresholds(taus, previous):
+    """tau_pos of this round, at most the previous round's: the detector a round has trained is surer,
+    its scores and so its own tau_pos rise, and without the cap it selects fewer pseudo labels than
+    the round before (README, "A second round")."""
+    return {vid: min(t, previous.get(vid, float("inf"))) for vid, t in taus.items()}
+
+
+def carry_labels(database, previous):
+    """Add to each video's accepted pseudo labels the previous round's that no new one overlaps at
+    tIoU >= CARRY_TIOU (whatever their classes), marked origin "previous_round". Returns the count."""
+    carried = 0
+    for vid, video in database.items():
+        new = np.array([e["segment"] for e in video["annotations"]], dtype=float).reshape(-1, 2)
+        for entry in previous.get(vid, []):
+            if len(new) and segment_tiou(entry["segment"], new).max() >= CARRY_TIOU:
+                continue
+            video["annotations"].append({k: v for k, v in entry.items() if k != "origin"}
+                                        | {"origin": "previous_round"})
+            carried += 1
+        video["annotations"] = _ordered(video["annotations"])
+    return carried
+
+
 # ---------------------------------------------------------------- class-agnostic proposals
 
 def with_video_classes(pred, video_probs, k=CLASS_TOPK):
@@ -153,8 +203,8 @@ def _entry(pred, i, classes, icd, origin_key, origin):
             "class_scores": {classes[int(c)]: num(p) for c, p in zip(pred["topk_labels"][i], pred["topk_probs"][i])}}
 
 
-def _ordered(entries):
-    return sorted(entries, key=lambda e: (e["segment"][0], e["segment"][1], e["label_id"]))
+def _ordered(entries):  # a carried-over entry may be hand-written: no label_id
+    return sorted(entries, key=lambda e: (e["segment"][0], e["segment"][1], e.get("label_id", -1), e["label"]))
 
 
 def build_file(results, decisions, videos, classes, meta, train_subset):
@@ -195,11 +245,11 @@ def quality(selected, videos):
             "precision@0.5": matched / max(n_pl, 1), "recall@0.5": matched / max(n_gt, 1)}
 
 
-def quality_table(results, icd, videos, pcfg):
-    """The five selections of Fig. 3(c) from the same predictions."""
+def quality_table(results, icd, videos, pcfg, taus, written=None, classes=()):
+    """The five selections of Fig. 3(c) from the same predictions (adaptive ones at `taus`), and
+    the file as written where it differs from them (a round that carried labels over)."""
     rows = {}
     masks = {vid: class_mask(r, pcfg) for vid, r in results.items()}
-    taus = thresholds(results, {**pcfg, "selection": "adaptive"}, masks)
     for name, selection, mode in (("fixed (cls >= %.2g)" % pcfg["fixed_threshold"], "fixed", "none"),
                                   ("adaptive", "adaptive", "none"), ("+EAP", "adaptive", "eap"),
                                   ("+MPP", "adaptive", "mpp"), ("+EAP+MPP", "adaptive", "both")):
@@ -209,6 +259,13 @@ def quality_table(results, icd, videos, pcfg):
             accepted, _ = refine(initial_status(r, cfg, taus[vid], masks[vid]), icd[vid], mode, cfg)
             chosen[vid] = (r["segments"][accepted], r["labels"][accepted], r["scores"][accepted])
         rows[name] = quality(chosen, videos)
+    if written is not None:  # entries by class name: a carried one may be hand-written
+        index = {c: i for i, c in enumerate(classes)}
+        rows["as written (with the previous round's)"] = quality({vid: (
+            np.array([e["segment"] for e in v["annotations"]], dtype=float).reshape(-1, 2),
+            np.array([index[e["label"]] for e in v["annotations"]], dtype=np.int64),
+            np.array([e.get("score") or 0.0 for e in v["annotations"]], dtype=float))
+            for vid, v in written.items()}, videos)
     return rows
 
 
@@ -230,6 +287,11 @@ def main(argv=None):
     device = device_of(args)  # under torchrun each process predicts its share of the videos
     videos, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
     ids = unlabeled_ids(cfg, videos)
+    if pcfg["carry_over"] not in CARRY_OVER:
+        raise ConfigError(f"config key pseudo.carry_over: expected one of {', '.join(CARRY_OVER)}, "
+                          f"got {pcfg['carry_over']!r}")
+    carry = pcfg["carry_over"] if args.previous else "none"
+    previous = previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference
     model = build_detector(cfg, classes, device)
     load_weights(model, ckpt, args.checkpoint)
@@ -248,6 +310,8 @@ def main(argv=None):
     icd = icd_scores(model, results, videos, dcfg, bank, source, device)
     masks = {vid: class_mask(r, pcfg) for vid, r in results.items()}
     taus = thresholds(results, pcfg, masks)
+    if previous is not None:
+        taus = carried_thresholds(taus, previous[0])
     decisions = {}
     for vid, r in results.items():
         accepted, reason = refine(initial_status(r, pcfg, taus[vid], masks[vid]), icd[vid], pcfg["icd"], pcfg)
@@ -266,15 +330,22 @@ def main(argv=None):
     meta = {"checkpoint": os.path.abspath(args.checkpoint), "config": os.path.abspath(args.config),
             "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, **agnostic, "counts": counts,
             "tau_pos": {vid: (round(t, DIGITS) if np.isfinite(t) else None) for vid, t in sorted(taus.items())}}
-    atomic_write_text(args.out, json.dumps(build_file(results, decisions, videos, classes, meta,
-                                                      dcfg["train_subset"]), indent=2) + "\n")
-    print(f"wrote {args.out}: {counts['positive'] + counts['mined']} pseudo labels on {len(ids)} videos "
-          f"({counts['positive']} positive, {counts['mined']} mined by MPP, {counts['removed_eap']} removed "
-          f"by EAP, {counts['candidate']} candidates left out)")
+    if previous is not None:
+        meta["previous"] = os.path.abspath(args.previous)
+    content = build_file(results, decisions, videos, classes, meta, dcfg["train_subset"])
+    if carry == "labels":
+        counts["previous_round"] = carry_labels(content["database"], previous[1])
+    atomic_write_text(args.out, json.dumps(content, indent=2) + "\n")
+    kept = counts["positive"] + counts["mined"] + counts.get("previous_round", 0)
+    print(f"wrote {args.out}: {kept} pseudo labels on {len(ids)} videos "
+          f"({counts['positive']} positive, {counts['mined']} mined by MPP, "
+          + (f"{counts['previous_round']} kept from the previous round, " if carry == "labels" else "")
+          + f"{counts['removed_eap']} removed by EAP, {counts['candidate']} candidates left out)")
 
     # 5. Quality against the ground truth, when the unlabeled videos have it.
     if any(len(videos[v].labels) for v in ids):
-        print(format_quality(quality_table(results, icd, videos, pcfg)))
+        print(format_quality(quality_table(results, icd, videos, pcfg, taus,
+                                           content["database"] if carry == "labels" else None, classes)))
     return args.out
 
 

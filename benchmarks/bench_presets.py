@@ -79,9 +79,11 @@ def variant_overrides(sets):
     return [s for s in sets if not s.startswith("round_init=")], inits[-1:] == ["supervised"]
 
 
-def semi_steps(label, sets, init, pl, run, pl_script="pseudo_label.py", start=None):
-    """Pseudo labels from `init`'s detector, the round from `start` (default: `init`), evaluation."""
+def semi_steps(label, sets, init, pl, run, pl_script="pseudo_label.py", start=None, previous=None):
+    """Pseudo labels from `init`'s detector (`previous`: the round before's file, for
+    pseudo.carry_over), the round from `start` (default: `init`), evaluation."""
     pl_args = sets + (["--checkpoint", init] if pl_script == "pseudo_label.py" else []) + ["--out", pl]
+    pl_args += ["--previous", previous] if previous else []
     start = init if start is None else start
     return [(label, pl_script, pl_args, pl, os.path.join(run, "pseudo_label.log")),
             (label, "train_semi.py", sets + ["--init", start, "--pseudo-labels", pl, "--out", run, "--resume"],
@@ -104,12 +106,12 @@ def cell_steps(args, preset, seed):
     for name in args.variants:
         overrides, from_supervised = variant_overrides(args.variant_sets[name])
         vsets = args_of(args, preset, seed, overrides)
-        prev = init
+        prev, prev_pl = init, None
         for r in range(1, args.rounds + 1):
             run = os.path.join(base, name, f"round{r}")
             steps += semi_steps(f"{label}, {name} round {r}", vsets, prev, os.path.join(run, "pseudo_labels.json"), run,
-                                start=init if from_supervised else prev)
-            prev = os.path.join(run, "last.pt")
+                                start=init if from_supervised else prev, previous=prev_pl)
+            prev, prev_pl = os.path.join(run, "last.pt"), os.path.join(run, "pseudo_labels.json")
     if args.oracle:
         run = os.path.join(base, "oracle")
         steps += semi_steps(f"{label}, oracle", sets, init, os.path.join(run, "pseudo_labels.json"), run,

@@ -120,6 +120,11 @@ DEFAULTS = {
         "sigma_icd": 0.7,                     # MPP: candidates with S_i > sigma_icd are promoted
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
                                               # (sum of joint scores); 0: every class (the paper)
+        # A later round (pseudo_label.py --previous FILE, the round before's file): none = select
+        # afresh; thresholds = a video's tau_pos is at most the previous round's (a surer detector
+        # raises its own); labels = also keep the previous round's pseudo labels that no new one
+        # overlaps (tIoU >= 0.5). No effect without --previous
+        "carry_over": "none",
     },
     "semi": {
         "beta": 2.0,                          # weight of the unlabeled loss, Eq. (12)

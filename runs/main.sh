@@ -26,10 +26,13 @@ run evaluate.py --checkpoint "$OUT/supervised/last.pt" --out "$OUT/supervised/pr
   --json "$OUT/supervised/metrics.json" --no-per-class
 prev="$OUT/supervised/last.pt"
 for r in $(seq 1 "$ROUNDS"); do
-  [ -f "$OUT/round$r/pseudo_labels.json" ] || \
-    run pseudo_label.py --checkpoint "$prev" --out "$OUT/round$r/pseudo_labels.json"
+  select=(--checkpoint "$prev" --out "$OUT/round$r/pseudo_labels.json")
   review=("$OUT/round$r/pseudo_labels.json" --config "$CFG" --out "$OUT/round$r/review")
-  if [ "$r" -gt 1 ]; then review+=(--previous "$OUT/round$((r - 1))/pseudo_labels.json"); fi
+  if [ "$r" -gt 1 ]; then  # the round before's file: pseudo.carry_over, and the review's comparison
+    select+=(--previous "$OUT/round$((r - 1))/pseudo_labels.json")
+    review+=(--previous "$OUT/round$((r - 1))/pseudo_labels.json")
+  fi
+  [ -f "$OUT/round$r/pseudo_labels.json" ] || run pseudo_label.py "${select[@]}"
   "$PY" tools/review_pseudo_labels.py "${review[@]}" "${SETS[@]}"
   echo "review the pseudo labels: file://$(cd "$OUT/round$r/review" && pwd)/index.html"
   run train_semi.py --init "$prev" --pseudo-labels "$OUT/round$r/pseudo_labels.json" --out "$OUT/round$r" --resume

@@ -302,3 +302,88 @@ def test_semi_round_leaves_the_rejected_regions_out(chain):
         "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "pl.json"), "--out", str(out / "rej")])
     log = [json.loads(line) for line in open(out / "rej" / "log.jsonl")]
     assert log[-1]["u_num_ignored"] > 0 and np.isfinite(log[-1]["loss"])
+
+
+# ---------------------------------------------------------------- a later round (pseudo.carry_over)
+
+def test_carried_thresholds_are_at_most_the_previous_by_hand():
+    taus = {"a": 0.62, "b": 0.41, "c": float("inf"), "d": 0.5}
+    previous = {"a": 0.55, "b": 0.48, "c": 0.30}  # d: not in the previous file
+    assert pseudo_label.carried_thresholds(taus, previous) == {"a": 0.55, "b": 0.41, "c": 0.30, "d": 0.5}
+
+
+def test_carried_labels_fill_in_where_no_new_one_overlaps_by_hand():
+    new = {"segment": [10.0, 20.0], "label": "A", "origin": "positive"}
+    database = {"v": {"annotations": [new]}, "w": {"annotations": []}}
+    previous = {"v": [{"segment": [11.0, 21.0], "label": "B", "origin": "positive"},   # tIoU 9/11: replaced
+                      {"segment": [15.0, 30.0], "label": "A", "origin": "mined"},      # tIoU 5/20: kept
+                      {"segment": [1.0, 4.0], "label": "C", "origin": "previous_round"}],
+                "w": [{"segment": [2.0, 3.0], "label": "A", "origin": "positive"}],
+                "x": [{"segment": [2.0, 3.0], "label": "A", "origin": "positive"}]}    # not this round's
+    assert pseudo_label.carry_labels(database, previous) == 3
+    assert database["v"]["annotations"] == [
+        {"segment": [1.0, 4.0], "label": "C", "origin": "previous_round"}, new,
+        {"segment": [15.0, 30.0], "label": "A", "origin": "previous_round"}]
+    assert database["w"]["annotations"] == [{"segment": [2.0, 3.0], "label": "A", "origin": "previous_round"}]
+    assert "x" not in database
+
+
+def test_second_round_carries_thresholds_and_labels_over(chain, tmp_path):
+    out, sets, first = chain["out"], chain["sets"], chain["out"] / "pl.json"
+    prev = json.load(open(first))
+    ckpt = str(out / "sup" / "last.pt")
+    fresh = json.load(open(pseudo_label.main(_args(sets + ["pseudo.icd=none"]) + [
+        "--checkpoint", ckpt, "--out", str(tmp_path / "f.json")])))
+    # thresholds: the same detector against a previous file whose tau_pos is 1 (above every own one:
+    # nothing changes) or 0 (every prediction above tau_neg becomes positive), alternately
+    own = fresh["meta"]["tau_pos"]
+    low = sorted(v for v in own if own[v] is not None)[::2]
+    data = json.loads(json.dumps(prev))
+    data["meta"]["tau_pos"] = {v: (0.0 if v in low else 1.0) for v in own}
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    thr = json.load(open(pseudo_label.main(_args(sets + ["pseudo.carry_over=thresholds", "pseudo.icd=none"]) + [
+        "--checkpoint", ckpt, "--out", str(tmp_path / "t.json"), "--previous", str(tmp_path / "p.json")])))
+    assert thr["meta"]["tau_pos"] == {v: (0.0 if v in low else t) for v, t in own.items()}
+    assert thr["meta"]["previous"] == os.path.abspath(tmp_path / "p.json")
+    for v, got in thr["database"].items():
+        if v in low:  # every candidate is now a positive
+            assert not got["rejected"] and all(a["origin"] == "positive" and a["score"] > thr["meta"]["tau_neg"]
+                                             for a in got["annotations"])
+        else:
+            assert got == fresh["database"][v]
+    # labels: a previous round whose every label moved away from the new ones is carried whole
+    moved = _edit(chain, tmp_path, lambda d: [a.update(segment=[0.0, 0.01]) for v in d.values()
+                                              for a in v["annotations"][:1]])
+    lab = json.load(open(pseudo_label.main(_args(sets + ["pseudo.carry_over=labels"]) + [
+        "--checkpoint", ckpt, "--out", str(tmp_path / "l.json"), "--previous", moved])))
+    carried = [a for v in lab["database"].values() for a in v["annotations"] if a["origin"] == "previous_round"]
+    assert lab["meta"]["counts"]["previous_round"] == len(carried) > 0
+    assert all(a["segment"] == [0.0, 0.01] for a in carried)
+    _trained_on(chain, str(tmp_path / "l.json"), "soft")  # the written file reads back strictly
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["meta"].pop("tau_pos"), "meta.tau_pos: expected {video: tau_pos}"),
+    (lambda d: d["meta"]["tau_pos"].update(v0="high"), "meta.tau_pos: expected a number or null, got 'high'"),
+    (lambda d: d["database"][next(iter(d["database"]))].update(duration=-1), "duration"),
+])
+def test_bad_previous_file_is_a_one_line_error(chain, tmp_path, capsys, change, message):
+    data = json.load(open(chain["out"] / "pl.json"))
+    change(data)
+    bad = tmp_path / "prev.json"
+    bad.write_text(json.dumps(data))
+    target = tmp_path / "out.json"
+    target.write_text("keep")
+    with pytest.raises(SystemExit) as info:
+        run_main(pseudo_label.main, _args(chain["sets"] + ["pseudo.carry_over=labels"]) + [
+            "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(target), "--previous", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "prev.json" in err and message in err
+    assert target.read_text() == "keep"
+
+
+def test_unknown_carry_over_is_a_config_error(chain, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_main(pseudo_label.main, _args(chain["sets"] + ["pseudo.carry_over=all"]) + [
+            "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
+    assert info.value.code == 2 and "pseudo.carry_over" in capsys.readouterr().err
