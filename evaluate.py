@@ -4,7 +4,8 @@ Either runs a checkpoint (EMA weights) over the evaluation videos and writes its
 the ActivityNet results format, or scores an existing results file from any detector. A
 class-agnostic detector (dataset.class_agnostic, ActivityNet's recipe) gives proposals: each is
 copied for its video's test.video_topk most likely classes of the video-level classifier
-(dataset.video_scores), score = proposal score x class probability. Prints the mAP per tIoU
+(dataset.video_scores), score = proposal score x class probability; BMN (model.arch bmn) is such a
+detector, its proposals those of its published inference (common/bmn_detector.py). Prints the mAP per tIoU
 threshold, their average, and a per-class table; --json writes the figures.
 For a class-agnostic detector or config, and for any file with --proposals, it also prints the
 proposal quality of the official Evaluation/eval_proposal.py: AR@1, AR@5, AR@10, AR@100 (recall
@@ -27,11 +28,11 @@ import time
 from common.checkpoint import load_checkpoint
 from common.config import atomic_write_text
 from common.data import DataError, VideoDataset, id_forms, load_annotations
-from common.detect import classify_proposals, predict, to_results_json
+from common.detect import classify_proposals, to_results_json
 from common.distributed import is_main
 from common.metrics import compute_map, format_map_table, format_proposal_table, proposal_metrics
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of, eval_ids,
-                          load_data, load_weights, make_parser, run_main, subset_ids, video_scores)
+                          load_data, load_weights, make_parser, predict, run_main, subset_ids, video_scores)
 
 
 def parse_args(argv=None):

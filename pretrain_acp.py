@@ -1,5 +1,6 @@
 """Action-aware Contrastive Pre-training (ACP, Sec. 3.3): pre-train the detector's embedding,
-backbone and pyramid on every training video, labeled and unlabeled, without any label.
+backbone and pyramid on every training video, labeled and unlabeled, without any label
+(model.arch bmn: BMN's base module, whose features are a one-level pyramid).
 
 For each mini-batch: the pyramid's levels are upsampled to the input length and concatenated; N
 frames are sampled per video (one in each of N equal segments); k-means on their input features
@@ -27,8 +28,7 @@ from common.data import VideoDataset, check_features
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
-from common.model import HEAD_PREFIXES, PRETRAINED_PREFIXES
-from common.stage import (add_common_args, build_detector, config_from_args, load_data, make_parser,
+from common.stage import (add_common_args, build_detector, config_from_args, detector_parts, load_data, make_parser,
                           prepare_run, run_main, subset_ids)
 
 
@@ -52,8 +52,8 @@ def acp_loss(model, batch, cfg):
     return parts
 
 
-def pretrained_only(state):
-    return {k: v for k, v in state.items() if k.startswith(PRETRAINED_PREFIXES)}
+def pretrained_only(state, prefixes):
+    return {k: v for k, v in state.items() if k.startswith(prefixes)}
 
 
 def main(argv=None):
@@ -75,14 +75,15 @@ def main(argv=None):
 
     # 3. The detector's pre-trainable parts, their optimiser, schedule and EMA.
     model = build_detector(cfg, classes, device)
+    pretrained, heads = detector_parts(cfg).pretrained_prefixes, detector_parts(cfg).head_prefixes
     for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith(PRETRAINED_PREFIXES))
+        p.requires_grad_(name.startswith(pretrained))
     optimizer = build_optimizer(model, tcfg)
     scheduler = build_scheduler(optimizer, tcfg, iters_per_epoch(len(dataset), tcfg["batch_size"]))
     ema = ModelEma(model, tcfg["ema_decay"])
     start_epoch, step = 0, 0
     if args.resume and os.path.exists(last):
-        start_epoch, step = restore_training_state(last, model, ema, optimizer, scheduler, [], HEAD_PREFIXES)
+        start_epoch, step = restore_training_state(last, model, ema, optimizer, scheduler, [], heads)
     save_config(cfg, os.path.join(args.out, "config.yaml"))
 
     # 4. Pre-train; a checkpoint of the pre-trained parts after every epoch.
@@ -95,7 +96,8 @@ def main(argv=None):
                                       epoch, step, tcfg["clip_grad"], not args.no_progress,
                                       tcfg["precision"])
         state = training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "acp", {}, classes, [])
-        state["model"], state["ema"] = pretrained_only(state["model"]), pretrained_only(state["ema"])
+        state["model"] = pretrained_only(state["model"], pretrained)
+        state["ema"] = pretrained_only(state["ema"], pretrained)
         save_checkpoint(last, state)
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
         print(f"epoch {epoch + 1}/{total}  L_acp {stats['loss']:.4f}  L_conc {stats['conc_loss']:.4f}  "

@@ -27,11 +27,11 @@ from common.checkpoint import load_checkpoint, restore_training_state, save_chec
 from common.config import save_config
 from common.data import VideoDataset, data_error, load_annotations, rejected_segments
 from common.distributed import distribute_loss
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
-                           train_one_epoch)
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
+                           make_loader, train_one_epoch)
 from common.icd import InstanceBank, feature_source
-from common.losses import LossNormalizer, labeled_loss, pseudo_class_targets, pseudo_labeled_loss
-from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of,
+from common.losses import LossNormalizer, pseudo_class_targets
+from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, detector_parts,
                           labeled_ids, load_data, load_weights, make_parser, prepare_run, run_main)
 
 
@@ -93,9 +93,11 @@ class PairedLoader:
 
 
 def semi_loss(model, batch, cfg, norm_s, norm_u, bank):
-    """Eq. (12): the labeled loss (with ICD) plus beta times the pseudo-labeled loss."""
-    sup = labeled_loss(model, batch["labeled"], cfg, norm_s, bank)
-    unsup = pseudo_labeled_loss(model, batch["unlabeled"], cfg, norm_u)
+    """Eq. (12): the labeled loss (with ICD) plus beta times the pseudo-labeled loss, the detector's
+    own (model.arch: common/stage.py, detector_parts)."""
+    detector = detector_parts(cfg)
+    sup = detector.labeled_loss(model, batch["labeled"], cfg, norm_s, bank)
+    unsup = detector.pseudo_labeled_loss(model, batch["unlabeled"], cfg, norm_u)
     parts = {f"{k}": v for k, v in sup.items() if k != "loss"}
     parts.update({f"u_{k}": v for k, v in unsup.items() if k != "loss"})
     parts["loss"] = sup["loss"] + cfg["semi"]["beta"] * unsup["loss"]
@@ -153,10 +155,8 @@ def main(argv=None):
         save_checkpoint(last, training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "semi",
                                              parents, classes, norms))
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
-        print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  labeled cls {stats['cls_loss']:.4f} "
-              f"reg {stats['reg_loss']:.4f}  pseudo cls {stats['u_cls_loss']:.4f} reg {stats['u_reg_loss']:.4f}  "
-              f"icd {stats['icd_loss']:.4f}  acp {stats.get('acp_loss', 0.0):.4f}  lr {stats['lr']:.2e}  "
-              f"{stats['seconds']:.1f}s", flush=True)
+        print(f"epoch {epoch + 1}/{total}  {loss_line(stats)}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s",
+              flush=True)
     print(f"wrote {last}")
     return last
 

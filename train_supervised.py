@@ -1,15 +1,19 @@
-"""Train the detector (ActionFormer with APL's ALQA heads) on the labeled videos only.
+"""Train the detector (ActionFormer with APL's ALQA heads, or BMN: model.arch) on the labeled videos only.
 
 Reads the config's dataset (annotation file, features, labeled split) and writes to --out:
 last.pt (every epoch, atomically), config.yaml (the resolved config) and log.jsonl (one line per
 epoch). The checkpoint feeds evaluate.py, and later pseudo_label.py. With dataset.class_agnostic
 (ActivityNet's recipe) the detector has one class, "action": its targets collapse every label to it,
 while the ICD and ACP's fine contrast keep the real classes (common/losses.py, class_agnostic).
+With model.arch bmn (which needs that recipe, on features resized to model.bmn.temporal_scale) the
+loss is BMN's published TEM + PEM loss with labels from the ground truth (common/bmn_detector.py),
+plus the same ICD and ACP terms.
 
 Example:
   python train_supervised.py --config configs/default.yaml --out outputs/sup10 \\
       --set dataset.labeled_split=data/synthetic_small/splits/labeled_10.txt
   python train_supervised.py --config configs/default.yaml --out outputs/sup10 --resume
+  python train_supervised.py --config configs/anet_synthetic_bmn.yaml --out outputs/bmn_sup10
 
 Tuning: on the CPU config the learning rate (train.lr) matters most; with few labeled videos,
 more epochs help more than a wider model.
@@ -23,13 +27,12 @@ from common.checkpoint import (eval_weights, load_checkpoint, load_pretrained, r
 from common.config import save_config
 from common.data import VideoDataset
 from common.distributed import distribute_loss
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
-                           train_one_epoch)
+from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
+                           make_loader, train_one_epoch)
 from common.icd import InstanceBank, feature_source
-from common.losses import LossNormalizer, labeled_loss
-from common.model import HEAD_PREFIXES
-from common.stage import (add_common_args, build_detector, check_weights, config_from_args, labeled_ids, load_data,
-                          make_parser, prepare_run, run_main)
+from common.losses import LossNormalizer
+from common.stage import (add_common_args, build_detector, check_arch, check_weights, config_from_args,
+                          detector_parts, labeled_ids, load_data, make_parser, prepare_run, run_main)
 
 
 def parse_args(argv=None):
@@ -40,11 +43,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def initialise(model, ema, path):
-    """--init: a full detector checkpoint, or pre-trained parts with fresh heads (listed)."""
+def initialise(model, ema, path, cfg):
+    """--init: a full detector checkpoint, or pre-trained parts with fresh heads (listed), of the
+    config's model.arch."""
     ckpt = load_checkpoint(path)
     check_weights(ckpt, path)
-    fresh = load_pretrained(model, eval_weights(ckpt), path, HEAD_PREFIXES)
+    check_arch(ckpt, cfg, path)  # another detector is named here, not by the keys it lacks
+    fresh = load_pretrained(model, eval_weights(ckpt), path, detector_parts(cfg).head_prefixes)
     ema.module.load_state_dict(model.state_dict())
     if fresh:
         parts = ", ".join(sorted({k.split(".")[0] for k in fresh}))
@@ -77,12 +82,13 @@ def main(argv=None):
     if args.resume and os.path.exists(last):
         start_epoch, step = restore_training_state(last, model, ema, optimizer, scheduler, [normalizer])
     elif args.init:
-        initialise(model, ema, args.init)
+        initialise(model, ema, args.init, cfg)
     save_config(cfg, os.path.join(args.out, "config.yaml"))
 
     # 4. Train; a checkpoint after every epoch.
     bank = InstanceBank(cfg["dataset"], videos, train_ids)  # ICD partners (Eq. 7)
     source = feature_source(model, cfg["dataset"], cfg["model"]["icd_features"], device)
+    labeled_loss = detector_parts(cfg).labeled_loss
     compute_loss = distribute_loss(model, functools.partial(labeled_loss, cfg=cfg, normalizer=normalizer, bank=bank),
                                    device, unused_parameters=cfg["acp"]["mode"] == "none")
     total = cfg["train"]["warmup_epochs"] + cfg["train"]["epochs"]
@@ -96,11 +102,8 @@ def main(argv=None):
         save_checkpoint(last, training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "supervised",
                                              {"init": args.init}, classes, [normalizer]))
         append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
-        print(f"epoch {epoch + 1}/{total}  loss {stats['loss']:.4f}  cls {stats['cls_loss']:.4f}  "
-              f"reg {stats['reg_loss']:.4f}  locq {stats['locq_loss']:.4f}  icd {stats['icd_loss']:.4f}  "
-              f"acp {stats.get('acp_loss', 0.0):.4f}  "
-              f"lr {stats['lr']:.2e}  "
-              f"{stats['seconds']:.1f}s", flush=True)
+        print(f"epoch {epoch + 1}/{total}  {loss_line(stats)}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s",
+              flush=True)
     print(f"wrote {last}")
     return last
 

@@ -154,7 +154,10 @@ class BMN(nn.Module):
         return F.relu(F.conv2d(bm.reshape(b, c * n, d, t), weight, self.pem_3d.bias))
 
     def forward(self, x):
-        base = self.base(x)                                                # (B, H1, T)
+        return self.heads(self.base(x))                                    # base: (B, H1, T)
+
+    def heads(self, base):
+        """TEM and PEM on the base module's features (B, H1, T): the raw outputs of forward."""
         start = torch.sigmoid(self.tem_start(base)).squeeze(1)             # (B, T)
         end = torch.sigmoid(self.tem_end(base)).squeeze(1)                 # (B, T)
         bm = self.boundary_matching(self.pem_1d(base))                     # (B, H2, N, D, T)
@@ -263,7 +266,7 @@ def pem_reg_loss(reg_conf, gt_iou, valid, generator=None):
     return 0.5 * (w * (reg_conf.float() - gt_iou).pow(2)).sum() / w.sum().clamp(min=1)
 
 
-def bmn_loss(outputs, targets, valid, generator=None, reg_weight=10.0):
+def bmn_loss(outputs, targets, valid, generator=None, reg_weight=10.0, tem_weight=1.0, cls_weight=1.0):
     """L = L_TEM + 10 L_R + L_C, the published weights (PaddleVideo, mmaction2 and JJBOY agree:
     the factor 10 is on the regression). outputs: BMN.forward's; targets: batch_targets';
     valid: (D, T) proposal_mask. Returns the total `loss` and its parts."""
@@ -272,7 +275,8 @@ def bmn_loss(outputs, targets, valid, generator=None, reg_weight=10.0):
     parts = {"tem_loss": tem_loss(outputs["start"], outputs["end"], targets["start"], targets["end"]),
              "pem_cls_loss": pem_cls_loss(conf[:, CLS], gt_iou, valid),
              "pem_reg_loss": pem_reg_loss(conf[:, REG], gt_iou, valid, generator)}
-    parts["loss"] = parts["tem_loss"] + reg_weight * parts["pem_reg_loss"] + parts["pem_cls_loss"]
+    parts["loss"] = (tem_weight * parts["tem_loss"] + reg_weight * parts["pem_reg_loss"]
+                     + cls_weight * parts["pem_cls_loss"])
     return parts
 
 
@@ -292,23 +296,29 @@ def fuse_scores(start_prob, end_prob, cls_conf, reg_conf):
     return start_prob * end_prob * cls_conf * reg_conf
 
 
-def candidate_proposals(start, end, confidence):
-    """Proposals of one video: start (T,), end (T,), confidence (2, D, T) -> segments (K, 2) in
-    normalised time and fused scores (K,), in (duration, start) order.
+def candidate_index(start, end, max_duration):
+    """Map entries (dd, tt) of one video's candidate proposals, in (duration, start) order.
 
     A proposal (d, t) is kept when snippet t is a start candidate and snippet t + d, inside the
     video, an end candidate; the first snippet always counts as a start, the last as an end.
     """
-    T, D = start.shape[0], confidence.shape[1]
+    T = start.shape[0]
     starts = boundary_candidates(start)
     ends = boundary_candidates(end)
     starts[0] = True
     ends[-1] = True
-    d = torch.arange(D, device=start.device)[:, None]
+    d = torch.arange(max_duration, device=start.device)[:, None]
     t = torch.arange(T, device=start.device)[None, :]
     last = t + d                                                       # (D, T) last snippet
     keep = (last < T) & starts[t] & ends[last.clamp(max=T - 1)]
-    dd, tt = torch.nonzero(keep, as_tuple=True)
+    return torch.nonzero(keep, as_tuple=True)
+
+
+def candidate_proposals(start, end, confidence):
+    """Proposals of one video: start (T,), end (T,), confidence (2, D, T) -> segments (K, 2) in
+    normalised time and fused scores (K,), in (duration, start) order (candidate_index)."""
+    T = start.shape[0]
+    dd, tt = candidate_index(start, end, confidence.shape[1])
     ee = tt + dd
     segments = torch.stack([tt, ee + 1], dim=1).to(start.dtype) / T
     scores = fuse_scores(start[tt], end[ee], confidence[CLS, dd, tt], confidence[REG, dd, tt])

@@ -47,6 +47,10 @@ DEFAULTS = {
                                               # CUHK's); required when class_agnostic, checked at every stage's start
     },
     "model": {
+        # The detector: actionformer (one-stage, common/model.py) | bmn (two-stage proposals with a
+        # video-level classifier, common/bmn.py and common/bmn_detector.py). BMN needs the
+        # class-agnostic recipe (dataset.class_agnostic) on features resized to model.bmn.temporal_scale.
+        "arch": "actionformer",
         "embd_dim": 128,                      # width after the convolutional embedding
         "embd_kernel_size": 3,
         "embd_layers": 2,
@@ -68,6 +72,17 @@ DEFAULTS = {
         "icd_hidden": 256,                    # width of the ICD discriminator's MLP (Eq. 9)
         "icd_features": "input",              # instances pooled from: input features | fpn (level 0)
         "acp_proj_dim": 128,                  # ACP projection head output; 0: contrast the pyramid itself
+        # BMN's shape (model.arch: bmn); the published ActivityNet values (BMN's public code)
+        "bmn": {
+            "temporal_scale": 100,            # T: every video's features resized to T steps (= dataset.resize_to)
+            "max_duration": 100,              # D: longest proposal, in steps (<= T)
+            "num_samples": 32,                # N: sample points per proposal in the BM layer
+            "num_samples_per_bin": 3,         # sub-points averaged into one sample point
+            "boundary_ratio": 0.5,            # share of a proposal's length sampled beyond each end
+            "hidden_1d": 256,                 # base module and TEM width
+            "hidden_3d": 512,                 # the 3-D conv over each proposal's N points
+            "hidden_2d": 128,                 # PEM 1-D / 2-D convs; BM features: hidden_2d x N x D x T a video
+        },
     },
     "loss": {
         "focal_alpha": 0.25,
@@ -80,6 +95,8 @@ DEFAULTS = {
         "icd_weight": 1.0,                    # L_icd of Eq. (12); its gradients reach only the ICD
         "icd_same": 4,                        # same-class partners per labeled instance (Eq. 7)
         "icd_diff": 4,                        # different-class partners per labeled instance
+        # BMN (model.arch: bmn): L = tem_weight L_TEM + reg_weight L_R + cls_weight L_C, published 1 / 10 / 1
+        "bmn": {"tem_weight": 1.0, "reg_weight": 10.0, "cls_weight": 1.0},
     },
     "train": {
         "epochs": 30,                         # after warmup
@@ -157,6 +174,10 @@ DEFAULTS = {
         "video_topk": 2,                      # class_agnostic: each proposal copied for its video's k most
                                               # likely classes, score = proposal score x class probability
         "batch_size": 1,
+        # BMN's inference (model.arch: bmn; published): its Soft-NMS decays a proposal by
+        # exp(-tIoU^2 / alpha) when tIoU > low + (high - low) x the pick's length; top_k proposals a
+        # video. The test.nms_* / voting / max_segments keys above are ActionFormer's
+        "bmn": {"alpha": 0.4, "low_threshold": 0.5, "high_threshold": 0.9, "top_k": 100},
     },
 }
 
@@ -273,6 +294,53 @@ def check_recipe(cfg):
         raise ConfigError(f"config key test.video_topk: expected a positive integer, got {tcfg['video_topk']!r}")
     if tcfg["voting"] and not tcfg["class_agnostic"]:
         raise ConfigError("config key test.voting: score voting needs test.class_agnostic: true")
+    check_arch(cfg)
+
+
+ARCHS = ("actionformer", "bmn")
+
+
+def check_arch(cfg):
+    """model.arch, and what BMN needs of the rest: one fixed grid of T steps (dataset.resize_to, never
+    cropped), proposals labelled by the video-level classifier (dataset.class_agnostic), a map that fits."""
+    mcfg, dcfg = cfg["model"], cfg["dataset"]
+    if mcfg["arch"] not in ARCHS:
+        raise ConfigError(f"config key model.arch: expected {' or '.join(ARCHS)}, got {mcfg['arch']!r}")
+    if mcfg["arch"] != "bmn":
+        return
+    bcfg, tcfg = mcfg["bmn"], cfg["test"]["bmn"]
+    for key in ("temporal_scale", "max_duration", "num_samples", "num_samples_per_bin", "hidden_1d", "hidden_3d",
+                "hidden_2d"):
+        if not _positive_int(bcfg[key]):
+            raise ConfigError(f"config key model.bmn.{key}: expected a positive integer, got {bcfg[key]!r}")
+    T = bcfg["temporal_scale"]
+    if bcfg["max_duration"] > T:
+        raise ConfigError(f"config key model.bmn.max_duration: {bcfg['max_duration']} is longer than the "
+                          f"temporal scale {T}")
+    if bcfg["num_samples"] * bcfg["num_samples_per_bin"] < 2:
+        raise ConfigError("config key model.bmn.num_samples: the BM layer needs num_samples x num_samples_per_bin >= 2")
+    for key, value in (("model.bmn.hidden_1d", bcfg["hidden_1d"]), ("dataset.feature_dim", dcfg["feature_dim"])):
+        if value % 4:  # the base module's convs are grouped by 4, as published
+            raise ConfigError(f"config key {key}: BMN's grouped convs need a multiple of 4, got {value}")
+    if dcfg["resize_to"] != T:
+        raise ConfigError(f"config key dataset.resize_to: model.arch bmn needs every video resized to "
+                          f"model.bmn.temporal_scale = {T} steps, got {dcfg['resize_to']!r}")
+    if dcfg["max_seq_len"] < T:
+        raise ConfigError(f"config key dataset.max_seq_len: {dcfg['max_seq_len']} would crop BMN's {T} steps; "
+                          f"set it to {T}")
+    if not dcfg["class_agnostic"]:
+        raise ConfigError("config key dataset.class_agnostic: model.arch bmn gives class-agnostic proposals; "
+                          "set it true (with dataset.video_scores, the classifier that labels them)")
+    if mcfg["alqa"] not in ("none", "tiou"):
+        raise ConfigError(f"config key model.alqa: model.arch bmn takes none or tiou (whether the map's "
+                          f"regression channel, its tIoU estimate, enters the joint score), got {mcfg['alqa']!r}")
+    if cfg["semi"]["background"] != "all":
+        raise ConfigError(f"config key semi.background: model.arch bmn trains everything outside the pseudo "
+                          f"labels as background (all), got {cfg['semi']['background']!r}")
+    if not (tcfg["alpha"] > 0 and 0 <= tcfg["low_threshold"] <= tcfg["high_threshold"] <= 1):
+        raise ConfigError("config key test.bmn: expected alpha > 0 and 0 <= low_threshold <= high_threshold <= 1")
+    if not _positive_int(tcfg["top_k"]):
+        raise ConfigError(f"config key test.bmn.top_k: expected a positive integer, got {tcfg['top_k']!r}")
 
 
 def from_dict(data):

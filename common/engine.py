@@ -147,6 +147,13 @@ def train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, devi
     return stats, step
 
 
+def loss_line(stats):
+    """An epoch's losses for the console, the total first: "loss 0.4100  cls 0.2000  reg 0.1000 ...",
+    whichever parts the detector's loss gives (common/stage.py, detector_parts)."""
+    parts = [f"{k.removesuffix('_loss')} {v:.4f}" for k, v in stats.items() if k.endswith("_loss")]
+    return "  ".join([f"loss {stats['loss']:.4f}"] + parts)
+
+
 def append_jsonl(path, record):
     """One JSON line per epoch; appending keeps earlier lines intact across --resume. Main process only."""
     if not is_main():

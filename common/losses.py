@@ -296,7 +296,9 @@ def acp_truth_loss(model, outputs, batch, cfg):
     return contrast(frames, coarse, fine, acfg["mode"], acfg["temperature"])
 
 
-def _with_acp(model, outputs, batch, cfg, parts):
+def with_acp(model, outputs, batch, cfg, parts):
+    """parts + lambda_acp * L_acp on the batch's (pseudo) truth, when ACP is on (any detector whose
+    outputs carry "feats", the levels ACP contrasts, and which has an acp_proj)."""
     if cfg["acp"]["mode"] != "none":
         acp = acp_truth_loss(model, outputs, batch, cfg)
         parts["acp_loss"] = acp["acp_loss"]
@@ -308,14 +310,20 @@ def pseudo_labeled_loss(model, batch, cfg, normalizer):
     """Loss on pseudo-labeled videos: the detector's (with semi.background's rule for the points
     outside the pseudo labels) and, with ACP, lambda_acp * L_acp^u (Eq. 12)."""
     outputs = model(batch["feats"], batch["mask"])
-    return _with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=True))
+    return with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=True))
 
 
 def labeled_loss(model, batch, cfg, normalizer, bank):
     """Loss on labeled videos: the detector's (Eq. 3, 5, 1), lambda_acp * L_acp^s, and the ICD's
     (Eq. 8) on their instances."""
     outputs = model(batch["feats"], batch["mask"])
-    parts = _with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer))
+    parts = with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer))
+    return with_icd(model, outputs, batch, cfg, bank, parts)
+
+
+def with_icd(model, outputs, batch, cfg, bank, parts):
+    """parts + the ICD's loss (Eq. 8) on the batch's labeled instances, pooled from its input features
+    or the detector's level-0 features (model.icd_features: fpn), whichever detector it is."""
     fpn = cfg["model"]["icd_features"] == "fpn"
     anchors, labels = batch_instances(batch, outputs["feats"][0].detach() if fpn else batch["feats"])
     lcfg = cfg["loss"]

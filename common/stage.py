@@ -6,15 +6,17 @@ set-up five times.
 import argparse
 import os
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
+from common import bmn_detector, detect, losses, model
 from common.checkpoint import CheckpointError, eval_weights, load_pretrained
-from common.config import ConfigError, from_dict, load_config
+from common.config import ConfigError, check_recipe, from_dict, load_config
 from common.data import DataError, check_features, load_annotations, make_split, read_split, write_split
 from common.distributed import cleanup, setup
 from common.engine import resolve_device, seed_everything
-from common.model import build_model
 from common.synthetic import ensure_dataset
 from common.synthetic_anet import ensure_anet_dataset
 from common.video_scores import load_video_scores
@@ -74,6 +76,7 @@ def config_with_model_of(cfg, ckpt, path="the checkpoint"):
     stored = ckpt.get("config")
     if not isinstance(stored, dict) or not isinstance(stored.get("model"), dict):
         raise CheckpointError(f"{path}: config.model: missing (not a checkpoint of a training stage)")
+    check_arch(ckpt, cfg, path)
     cfg = dict(cfg)
     try:
         cfg["model"] = from_dict({"model": stored["model"]})["model"]
@@ -84,7 +87,22 @@ def config_with_model_of(cfg, ckpt, path="the checkpoint"):
     if trained != cfg["dataset"]["class_agnostic"]:
         raise CheckpointError(f"{path}: config.dataset.class_agnostic: the detector was trained with "
                               f"{str(trained).lower()}, this config says {str(not trained).lower()}")
+    try:  # the checkpoint's detector with this run's data: BMN's T against dataset.resize_to
+        check_recipe(cfg)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return cfg
+
+
+def check_arch(ckpt, cfg, path):
+    """A checkpoint of another detector (its config.model.arch) is named in one line, not by the
+    hundred keys it lacks; checkpoints before model.arch existed hold ActionFormer, the default."""
+    stored = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    model_cfg = stored.get("model") if isinstance(stored.get("model"), dict) else {}
+    arch = model_cfg.get("arch", "actionformer")
+    if arch != cfg["model"]["arch"]:
+        raise CheckpointError(f"{path}: config.model.arch: the checkpoint holds a {arch} detector, "
+                              f"this config builds {cfg['model']['arch']}")
 
 
 def check_weights(ckpt, path):
@@ -210,6 +228,38 @@ def eval_ids(cfg, videos):
     return ids
 
 
+@dataclass(frozen=True)
+class DetectorParts:
+    """What the stages use of a detector (model.arch), the same kinds of things for each: raw outputs
+    from `build(cfg, num_classes)`'s model, pure losses, and predictions in seconds with the fields
+    evaluate.py and pseudo_label.py read (common/detect.py's predict)."""
+    build: Callable               # (cfg, num_classes) -> nn.Module with forward(feats, mask), pad_multiple, icd
+    labeled_loss: Callable        # (model, batch, cfg, normalizer, bank) -> {"loss", parts}
+    pseudo_labeled_loss: Callable  # (model, batch, cfg, normalizer) -> {"loss", parts}
+    predict: Callable             # (model, dataset, cfg, device, progress) -> {video_id: predictions}
+    pretrained_prefixes: tuple    # what ACP pre-trains (pretrain_acp.py keeps only these)
+    head_prefixes: tuple          # what starts fresh on a pre-trained detector (--init)
+
+
+DETECTORS = {
+    "actionformer": DetectorParts(model.build_model, losses.labeled_loss, losses.pseudo_labeled_loss, detect.predict,
+                                  model.PRETRAINED_PREFIXES, model.HEAD_PREFIXES),
+    "bmn": DetectorParts(bmn_detector.build_model, bmn_detector.labeled_loss, bmn_detector.pseudo_labeled_loss,
+                         bmn_detector.predict, bmn_detector.PRETRAINED_PREFIXES, bmn_detector.HEAD_PREFIXES),
+}
+
+
+def detector_parts(cfg):
+    """The parts of the detector model.arch names (checked by the config)."""
+    return DETECTORS[cfg["model"]["arch"]]
+
+
+def predict(model, dataset, cfg, device, progress=True):
+    """The detector's predictions on every video of `dataset`, after its own post-processing:
+    {video_id: {segments (seconds), scores, labels, cls_score, tiou, tnd, topk_probs, topk_labels}}."""
+    return detector_parts(cfg).predict(model, dataset, cfg, device, progress)
+
+
 def build_detector(cfg, classes, device):
     """The detector for the dataset's classes, or for one class ("action") with dataset.class_agnostic."""
-    return build_model(cfg, 1 if cfg["dataset"]["class_agnostic"] else len(classes)).to(device)
+    return detector_parts(cfg).build(cfg, 1 if cfg["dataset"]["class_agnostic"] else len(classes)).to(device)

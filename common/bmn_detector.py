@@ -1,0 +1,157 @@
+"""BMN as the toolkit's second detector (model.arch: bmn): what the stages get from it, in the shapes
+they get from ActionFormer (common/stage.py, detector_parts).
+
+  * BMNDetector: common/bmn.py's network plus the two parts APL adds to any detector: the ICD's
+    discriminator (Sec. 3.2) and ACP's projection (Sec. 3.3), both on the base module, whose
+    features (B, H1, T) play the pyramid's part (one level at full resolution). forward(feats, mask)
+    returns BMN's raw outputs and those features, like ActionFormer's forward;
+  * labeled_loss / pseudo_labeled_loss: BMN's published loss (TEM, PEM classification and
+    regression, common/bmn.py) with the (pseudo) ground truth as its labels, plus L_acp and, on
+    labeled videos, the ICD's loss, exactly as ActionFormer's;
+  * predict: BMN's published inference (candidate boundaries, score fusion, its Soft-NMS), in seconds,
+    with the fields every stage reads (segments, scores, labels, cls_score, tiou, tnd, topk_*).
+
+Time: dataset.resize_to = T gives every video T steps; grid position g (step centres, common/data.py)
+is BMN's normalised time (g + 0.5) / T, so snippet i covers [i / T, (i + 1) / T] as in bmn.py.
+
+The joint score (what ALQA's tau_pos is set on, Eq. 6, and what the mAP ranks) is BMN's fused score
+p_start x p_end x p_cc x p_cr after its Soft-NMS: p_cc (the map's classification channel) plays
+P_cls's part, p_cr (its regression channel, trained towards the tIoU) is the localisation quality,
+as ALQA's tIoU branch is to ActionFormer; p_start x p_end adds the boundary evidence ALQA's tND
+adds there (both score where the boundaries lie, not only how much a segment overlaps). model.alqa
+none leaves p_cr out (ALQA's ablation); tiou keeps it (published BMN).
+"""
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.acp import Projection
+from common.bmn import BMN, CLS, REG, batch_targets, bmn_loss, bmn_soft_nms, candidate_index
+from common.data import collate, grid_to_time
+from common.distributed import gather_results, is_main, shard
+from common.icd import Discriminator
+from common.losses import with_acp, with_icd
+
+# What ACP pre-trains, and what starts fresh when a detector is built on it (cf. common/model.py).
+PRETRAINED_PREFIXES = ("base.", "acp_proj.")
+HEAD_PREFIXES = ("tem_start.", "tem_end.", "pem_1d.", "pem_3d.", "pem_2d.", "icd.")
+
+
+class BMNDetector(BMN):
+    """BMN + the ICD's discriminator + ACP's projection. forward(feats (B, C, T), mask (B, T)) ->
+    start, end (B, T), confidence (B, 2, D, T) as BMN.forward, and "feats": [base (B, H1, T)]."""
+
+    pad_multiple = 1  # every video has exactly T steps: nothing to pad
+
+    def __init__(self, input_dim, mcfg):
+        bcfg = mcfg["bmn"]
+        super().__init__(input_dim, bcfg["temporal_scale"], bcfg["max_duration"], bcfg["num_samples"],
+                         bcfg["num_samples_per_bin"], bcfg["boundary_ratio"], bcfg["hidden_1d"],
+                         bcfg["hidden_3d"], bcfg["hidden_2d"])
+        # ICD on input features (model.icd_features: input) or on the base module's (fpn).
+        icd_dim = bcfg["hidden_1d"] if mcfg["icd_features"] == "fpn" else input_dim
+        self.icd = Discriminator(icd_dim, mcfg["icd_hidden"])
+        self.acp_proj = Projection(bcfg["hidden_1d"], mcfg["acp_proj_dim"])
+
+    def pyramid(self, feats, mask):
+        """The base module's features as a one-level pyramid, for ACP (common/acp.py)."""
+        if feats.shape[-1] != self.temporal_scale:
+            raise ValueError(f"BMN takes {self.temporal_scale} steps (dataset.resize_to), got {feats.shape[-1]}")
+        return [self.base(feats)], [mask]
+
+    def forward(self, feats, mask):
+        levels, _ = self.pyramid(feats, mask)
+        return {**self.heads(levels[0]), "feats": levels}
+
+
+def build_model(cfg, num_classes=1):
+    """BMN finds proposals of one class whatever the dataset's classes (a classifier labels them)."""
+    return BMNDetector(cfg["dataset"]["feature_dim"], cfg["model"])
+
+
+def to_unit(segments, temporal_scale):
+    """Grid units (step centres) -> BMN's normalised time: step i covers [i / T, (i + 1) / T]."""
+    return (segments + 0.5) / temporal_scale
+
+
+def from_unit(x, temporal_scale):
+    return x * temporal_scale - 0.5
+
+
+# ---------------------------------------------------------------- losses
+
+def outputs_loss(model, outputs, batch, cfg):
+    """BMN's loss with the batch's (pseudo) ground truth as its labels: TEM + 10 L_R + L_C (loss.bmn).
+    Everything outside the actions is background (semi.background: all)."""
+    T, D, lw = model.temporal_scale, model.max_duration, cfg["loss"]["bmn"]
+    device = batch["feats"].device
+    with torch.autocast(device.type, enabled=False):  # labels and losses in fp32 under bf16 autocast
+        segments = [to_unit(s.to(device).double(), T) for s in batch["segments"]]
+        targets = batch_targets(segments, T, D, device)
+        return bmn_loss({k: v.float() for k, v in outputs.items() if k != "feats"}, targets, model.valid, None,
+                        lw["reg_weight"], lw["tem_weight"], lw["cls_weight"])
+
+
+def labeled_loss(model, batch, cfg, normalizer, bank):
+    """Labeled videos: BMN's loss, lambda_acp L_acp^s and the ICD's (Eq. 8). `normalizer` is
+    ActionFormer's moving count of positives: BMN's losses are means over the batch, it is unused."""
+    outputs = model(batch["feats"], batch["mask"])
+    parts = with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg))
+    return with_icd(model, outputs, batch, cfg, bank, parts)
+
+
+def pseudo_labeled_loss(model, batch, cfg, normalizer):
+    """Pseudo-labeled videos: BMN's loss with the pseudo labels as its labels, and lambda_acp L_acp^u."""
+    outputs = model(batch["feats"], batch["mask"])
+    return with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg))
+
+
+# ---------------------------------------------------------------- inference
+
+def decode_video(start, end, confidence, cfg):
+    """One video's proposals, as published: candidates (candidate_index), joint score (module
+    docstring), BMN's Soft-NMS, top_k -> normalised segments (K, 2), scores and their parts (K,)."""
+    tb = cfg["test"]["bmn"]
+    dd, tt = candidate_index(start, end, confidence.shape[1])
+    T = start.shape[0]
+    segments = torch.stack([tt, tt + dd + 1], dim=1).double() / T
+    cls_conf, reg_conf = confidence[CLS, dd, tt].double(), confidence[REG, dd, tt].double()
+    quality = reg_conf if cfg["model"]["alqa"] == "tiou" else torch.ones_like(reg_conf)
+    scores = start[tt].double() * end[tt + dd].double() * cls_conf * quality
+    segments, scores, idx = bmn_soft_nms(segments, scores, tb["alpha"], tb["low_threshold"],
+                                         tb["high_threshold"], tb["top_k"])
+    return segments, scores, cls_conf[idx], reg_conf[idx]
+
+
+def postprocess(segments, scores, cls_conf, reg_conf, item_time, temporal_scale):
+    """Normalised segments -> seconds clamped to the video, and the fields every stage reads.
+    cls_score: p_cc (the proposal's actionness), tiou: p_cr, tnd: none (BMN predicts no tND)."""
+    fps, duration, stride, frames = item_time
+    n = len(scores)
+    grid = from_unit(segments.numpy(), temporal_scale)
+    cls_score = cls_conf.float().numpy()
+    return {"segments": grid_to_time(grid, fps, stride, frames, duration), "scores": scores.float().numpy(),
+            "labels": np.zeros(n, dtype=np.int64), "cls_score": cls_score, "tiou": reg_conf.float().numpy(),
+            "tnd": np.full(n, np.nan, dtype=np.float32),
+            "topk_probs": cls_score[:, None], "topk_labels": np.zeros((n, 1), dtype=np.int64)}
+
+
+@torch.no_grad()
+def predict(model, dataset, cfg, device, progress=True):
+    """Run BMN over every video of `dataset` -> {video_id: postprocessed dict}, as common/detect.py's
+    predict does for ActionFormer (under torchrun, each process its share, merged on rank 0)."""
+    model.eval()
+    results = {}
+    bs = cfg["test"]["batch_size"]
+    order = shard(list(range(len(dataset))))
+    bar = tqdm(range(0, len(order), bs), desc="inference", unit="batch", disable=not (progress and is_main()),
+               leave=False)
+    for first in bar:
+        batch = collate([dataset[i] for i in order[first:first + bs]], model.pad_multiple)
+        outputs = model(batch["feats"].to(device), batch["mask"].to(device))
+        for b, vid in enumerate(batch["video_id"]):
+            parts = decode_video(outputs["start"][b].float().cpu(), outputs["end"][b].float().cpu(),
+                                 outputs["confidence"][b].float().cpu(), cfg)
+            item_time = (batch["fps"][b], batch["duration"][b], batch["feat_stride"][b], batch["num_frames"][b])
+            results[vid] = postprocess(*parts, item_time, model.temporal_scale)
+    return gather_results(results, dataset.video_ids)
