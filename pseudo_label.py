@@ -10,8 +10,9 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
   2. scores positives and candidates with ICD (Eq. 10): positives with S < tau_icd are removed
      (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both);
   In a later round, --previous names the round before's file and pseudo.carry_over what it keeps:
-     thresholds: each video's tau_pos is at most the previous one; labels: also the previous
-     pseudo labels that no new one overlaps at tIoU >= 0.5 (origin "previous_round");
+     thresholds: each video's tau_pos is at most the previous one; labels: that, and the previous
+     pseudo labels that no new one overlaps at tIoU >= 0.5 (origin "previous_round") and its
+     rejected predictions that no new entry overlaps (reason "previous_round");
   3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
      score, cls_score, tiou, tnd, icd, origin, and class_scores: P_cls of the prediction's point for
      its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
@@ -127,7 +128,7 @@ CARRY_TIOU = 0.5  # a previous pseudo label overlapped this much by a new one is
 def previous_round(path, classes):
     """The previous round's file, read strictly: {video: tau_pos or None} from its meta, and
     {video: its accepted entries as written}. A hand-edited file keeps working as long as its meta
-    still holds the thresholds pseudo_label.py wrote."""
+    still holds the thresholds pseudo_label.py wrote. Entries: {video: (accepted, rejected)}."""
     load_annotations(path, classes, strict=True)  # every entry checked as train_semi.py checks it
     with open(path) as f:
         data = json.load(f)
@@ -137,7 +138,7 @@ def previous_round(path, classes):
     for vid, tau in taus.items():
         if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau)):
             raise data_error(path, f"expected a number or null, got {tau!r}", vid, "meta.tau_pos")
-    entries = {vid: v.get("annotations", []) for vid, v in data["database"].items()}
+    entries = {vid: (v.get("annotations", []), v.get("rejected", [])) for vid, v in data["database"].items()}
     return {vid: (float("inf") if t is None else float(t)) for vid, t in taus.items()}, entries
 
 
@@ -148,20 +149,36 @@ def carried_thresholds(taus, previous):
     return {vid: min(t, previous.get(vid, float("inf"))) for vid, t in taus.items()}
 
 
+def _segments(entries):
+    return np.array([e["segment"] for e in entries], dtype=float).reshape(-1, 2)
+
+
+def _new_to(entry, segments):
+    return not len(segments) or segment_tiou(entry["segment"], segments).max() < CARRY_TIOU
+
+
 def carry_labels(database, previous):
-    """Add to each video's accepted pseudo labels the previous round's that no new one overlaps at
-    tIoU >= CARRY_TIOU (whatever their classes), marked origin "previous_round". Returns the count."""
-    carried = 0
+    """Add to each video the previous round's pseudo labels that no new one overlaps at tIoU >=
+    CARRY_TIOU (whatever their classes), marked origin "previous_round", and its rejected
+    predictions that no new entry overlaps, marked reason "previous_round": a surer detector
+    predicts less above tau_neg, and without them more of the actions it has not found are trained
+    as background than the round before (README, "A second round"). Returns the two counts."""
+    labels = rejected = 0
     for vid, video in database.items():
-        new = np.array([e["segment"] for e in video["annotations"]], dtype=float).reshape(-1, 2)
-        for entry in previous.get(vid, []):
-            if len(new) and segment_tiou(entry["segment"], new).max() >= CARRY_TIOU:
-                continue
-            video["annotations"].append({k: v for k, v in entry.items() if k != "origin"}
-                                        | {"origin": "previous_round"})
-            carried += 1
-        video["annotations"] = _ordered(video["annotations"])
-    return carried
+        accepted, entries = _segments(video["annotations"]), _segments(video["annotations"] + video["rejected"])
+        old_labels, old_rejected = previous.get(vid, ([], []))
+        for entry in old_labels:
+            if _new_to(entry, accepted):
+                video["annotations"].append({k: v for k, v in entry.items() if k != "origin"}
+                                            | {"origin": "previous_round"})
+                labels += 1
+        for entry in old_rejected:
+            if _new_to(entry, entries):
+                video["rejected"].append({k: v for k, v in entry.items() if k != "reason"}
+                                         | {"reason": "previous_round"})
+                rejected += 1
+        video["annotations"], video["rejected"] = _ordered(video["annotations"]), _ordered(video["rejected"])
+    return labels, rejected
 
 
 # ---------------------------------------------------------------- class-agnostic proposals
@@ -334,13 +351,14 @@ def main(argv=None):
         meta["previous"] = os.path.abspath(args.previous)
     content = build_file(results, decisions, videos, classes, meta, dcfg["train_subset"])
     if carry == "labels":
-        counts["previous_round"] = carry_labels(content["database"], previous[1])
+        counts["previous_round"], counts["previous_rejected"] = carry_labels(content["database"], previous[1])
     atomic_write_text(args.out, json.dumps(content, indent=2) + "\n")
     kept = counts["positive"] + counts["mined"] + counts.get("previous_round", 0)
     print(f"wrote {args.out}: {kept} pseudo labels on {len(ids)} videos "
           f"({counts['positive']} positive, {counts['mined']} mined by MPP, "
           + (f"{counts['previous_round']} kept from the previous round, " if carry == "labels" else "")
-          + f"{counts['removed_eap']} removed by EAP, {counts['candidate']} candidates left out)")
+          + f"{counts['removed_eap']} removed by EAP, {counts['candidate']} candidates left out"
+          + (f", {counts['previous_rejected']} of the previous round's" if carry == "labels" else "") + ")")
 
     # 5. Quality against the ground truth, when the unlabeled videos have it.
     if any(len(videos[v].labels) for v in ids):

@@ -139,8 +139,8 @@ DEFAULTS = {
                                               # (sum of joint scores); 0: every class (the paper)
         # A later round (pseudo_label.py --previous FILE, the round before's file): none = select
         # afresh; thresholds = a video's tau_pos is at most the previous round's (a surer detector
-        # raises its own); labels = also keep the previous round's pseudo labels that no new one
-        # overlaps (tIoU >= 0.5). No effect without --previous
+        # raises its own); labels = that, and the previous round's pseudo labels and rejected
+        # predictions that no new entry overlaps (tIoU >= 0.5). No effect without --previous
         "carry_over": "none",
     },
     "semi": {

@@ -312,18 +312,26 @@ def test_carried_thresholds_are_at_most_the_previous_by_hand():
     assert pseudo_label.carried_thresholds(taus, previous) == {"a": 0.55, "b": 0.41, "c": 0.30, "d": 0.5}
 
 
-def test_carried_labels_fill_in_where_no_new_one_overlaps_by_hand():
+def test_carried_labels_and_rejected_fill_in_where_no_new_one_overlaps_by_hand():
     new = {"segment": [10.0, 20.0], "label": "A", "origin": "positive"}
-    database = {"v": {"annotations": [new]}, "w": {"annotations": []}}
-    previous = {"v": [{"segment": [11.0, 21.0], "label": "B", "origin": "positive"},   # tIoU 9/11: replaced
-                      {"segment": [15.0, 30.0], "label": "A", "origin": "mined"},      # tIoU 5/20: kept
-                      {"segment": [1.0, 4.0], "label": "C", "origin": "previous_round"}],
-                "w": [{"segment": [2.0, 3.0], "label": "A", "origin": "positive"}],
-                "x": [{"segment": [2.0, 3.0], "label": "A", "origin": "positive"}]}    # not this round's
-    assert pseudo_label.carry_labels(database, previous) == 3
+    new_rejected = {"segment": [40.0, 50.0], "label": "B", "reason": "candidate"}
+    database = {"v": {"annotations": [new], "rejected": [new_rejected]}, "w": {"annotations": [], "rejected": []}}
+    previous = {"v": ([{"segment": [11.0, 21.0], "label": "B", "origin": "positive"},    # tIoU 9/11: replaced
+                       {"segment": [15.0, 30.0], "label": "A", "origin": "mined"},       # tIoU 5/20: kept
+                       {"segment": [1.0, 4.0], "label": "C", "origin": "previous_round"},
+                       {"segment": [40.0, 50.0], "label": "A", "origin": "positive"}],   # a new rejected one there
+                      [{"segment": [12.0, 20.0], "label": "C", "reason": "candidate"},   # tIoU 0.8 to the new label
+                       {"segment": [41.0, 50.0], "label": "C", "reason": "eap"},         # 0.9 to the new rejected
+                       {"segment": [60.0, 70.0], "label": "C", "reason": "eap"}]),       # kept
+                "w": ([{"segment": [2.0, 3.0], "label": "A", "origin": "positive"}], []),
+                "x": ([{"segment": [2.0, 3.0], "label": "A", "origin": "positive"}], [])}  # not this round's
+    assert pseudo_label.carry_labels(database, previous) == (4, 1)
     assert database["v"]["annotations"] == [
         {"segment": [1.0, 4.0], "label": "C", "origin": "previous_round"}, new,
-        {"segment": [15.0, 30.0], "label": "A", "origin": "previous_round"}]
+        {"segment": [15.0, 30.0], "label": "A", "origin": "previous_round"},
+        {"segment": [40.0, 50.0], "label": "A", "origin": "previous_round"}]
+    assert database["v"]["rejected"] == [new_rejected, {"segment": [60.0, 70.0], "label": "C",
+                                                        "reason": "previous_round"}]
     assert database["w"]["annotations"] == [{"segment": [2.0, 3.0], "label": "A", "origin": "previous_round"}]
     assert "x" not in database
 
@@ -359,6 +367,8 @@ def test_second_round_carries_thresholds_and_labels_over(chain, tmp_path):
     carried = [a for v in lab["database"].values() for a in v["annotations"] if a["origin"] == "previous_round"]
     assert lab["meta"]["counts"]["previous_round"] == len(carried) > 0
     assert all(a["segment"] == [0.0, 0.01] for a in carried)
+    again = [a for v in lab["database"].values() for a in v["rejected"] if a["reason"] == "previous_round"]
+    assert lab["meta"]["counts"]["previous_rejected"] == len(again) == 0  # the same detector: nothing new
     _trained_on(chain, str(tmp_path / "l.json"), "soft")  # the written file reads back strictly
 
 

@@ -51,9 +51,9 @@ SCORE_KEYS = ("score", "cls_score", "tiou", "tnd", "icd")
 MATCH_TIOU, SAME_TIOU = 0.5, 0.95          # a pair of two rounds' entries; a pair that did not move
 DIFF_KINDS = ("added", "removed", "relabelled", "moved", "unchanged")
 ORIGINS = {"positive": "positive (>= tau_pos)", "mined": "mined by MPP", "oracle": "oracle",
-           "hand": "hand-added (no origin)"}
+           "previous_round": "kept from the previous round (carry_over)", "hand": "hand-added (no origin)"}
 REASONS = {"candidate": "candidate (tau_neg < score < tau_pos)", "eap": "removed by EAP",
-           "other_class": "other class (video_topk)"}
+           "other_class": "other class (video_topk)", "previous_round": "the previous round's (carry_over)"}
 
 
 def parse_args(argv=None):
@@ -559,9 +559,10 @@ PAGE = """<!DOCTYPE html>
 {summary}
 <h2>Timelines</h2>
 <p class="legend">accepted: <i class="sw acc" data-e="positive"></i>positive <i class="sw acc" data-e="mined"></i>mined
-<i class="sw acc" data-e="oracle"></i>oracle <i class="sw acc" data-e="hand"></i>hand-added &middot; rejected:
+<i class="sw acc" data-e="oracle"></i>oracle <i class="sw acc" data-e="previous_round"></i>previous round
+<i class="sw acc" data-e="hand"></i>hand-added &middot; rejected:
 <i class="sw rej" data-e="candidate"></i>candidate <i class="sw rej" data-e="eap"></i>eap
-<i class="sw rej" data-e="other_class"></i>other class &middot; <i class="sw gt"></i>ground truth &middot;
+<i class="sw rej" data-e="other_class"></i>other class <i class="sw rej" data-e="previous_round"></i>previous round &middot; <i class="sw gt"></i>ground truth &middot;
 red outline: no match at tIoU &ge; 0.5 &middot; hover a segment for its scores</p>
 {controls}
 <div id="videos">{timelines}</div>
@@ -600,6 +601,8 @@ svg.lanes rect.bg{fill:#f1f3f5;stroke:none}
 :where(.rejected rect,.sw.rej){fill:#ced4da;background:#ced4da}.rejected rect{fill-opacity:.8}
 [data-e=candidate]{fill:#adb5bd;background:#adb5bd}[data-e=eap]{fill:#fa5252;background:#fa5252}
 [data-e=other_class]{fill:#e599f7;background:#e599f7}
+.accepted [data-e=previous_round],.sw.acc[data-e=previous_round]{fill:#8d6e63;background:#8d6e63}
+.rejected [data-e=previous_round],.sw.rej[data-e=previous_round]{fill:#868e96;background:#868e96}
 [data-p=removed]{fill:#e03131;background:#e03131}[data-p=moved]{fill:#fab005;background:#fab005}
 [data-p=relabelled]{fill:#ae3ec9;background:#ae3ec9}[data-p=unchanged]{fill:#dee2e6;background:#dee2e6}
 svg.lanes rect.x{stroke:#e03131;stroke-width:2px}
@@ -618,6 +621,7 @@ SCRIPT = r"""
     var TITLES = {positive: 'accepted: positive', mined: 'accepted: mined by MPP', oracle: 'accepted: oracle',
                   hand: 'accepted: hand-added', candidate: 'rejected: candidate', eap: 'rejected: removed by EAP',
                   other_class: 'rejected: other class'};
+    var LATER = {accepted: 'accepted: kept from the previous round', rejected: 'rejected: the previous round\'s'};
     var list = document.getElementById('videos');
     var sections = Array.prototype.slice.call(list.querySelectorAll('section.video'));
     var tip = document.getElementById('tip');
@@ -628,6 +632,7 @@ SCRIPT = r"""
       var s = r.getAttribute('data-s').split(' ');
       var lane = r.parentNode.getAttribute('class');
       var head = lane === 'truth' ? 'ground truth' : lane === 'previous' ? 'previous round: ' + r.getAttribute('data-p')
+        : r.getAttribute('data-e') === 'previous_round' ? LATER[lane]
         : (TITLES[r.getAttribute('data-e')] || lane + ': ' + r.getAttribute('data-e'));
       var lines = [head + '  ' + names[+s[0]], fmt(x) + ' to ' + fmt(x + w) + ' s (' + w.toFixed(2) + ' s)'];
       if (s.length > 1) lines.push(KEYS.map(function (k, i) { return k + ' ' + s[i + 1]; }).join('  '));
