@@ -22,6 +22,7 @@ With dataset.class_agnostic (ActivityNet's recipe) the predictions are proposals
 thresholds work on their joint scores as above, each takes its video's top-1 class of the video-level
 classifier (dataset.video_scores) as its label, which the ICD scores it against (labeled instances
 of that class), and its class_scores are the video's top 5 classes there (the file's meta says so).
+BMN (model.arch bmn) is such a detector; its joint score is its fused score (common/bmn_detector.py).
 When the unlabeled videos carry ground truth (benchmarks), prints the pseudo-label quality of
 Fig. 3(c) for fixed / adaptive / +EAP / +MPP / +both.
 
@@ -38,12 +39,13 @@ import torch
 from common.checkpoint import load_checkpoint
 from common.config import ConfigError, atomic_write_text
 from common.data import VideoDataset, data_error, load_annotations, to_grid
-from common.detect import CLASS_TOPK, predict
+from common.detect import CLASS_TOPK
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
-                          labeled_ids, load_data, load_weights, make_parser, run_main, unlabeled_ids, video_scores)
+                          labeled_ids, load_data, load_weights, make_parser, predict, run_main, unlabeled_ids,
+                          video_scores)
 
 DIGITS = 4
 

@@ -23,12 +23,11 @@ none leaves p_cr out (ALQA's ablation); tiou keeps it (published BMN).
 """
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from common.acp import Projection
 from common.bmn import BMN, CLS, REG, batch_targets, bmn_loss, bmn_soft_nms, candidate_index
-from common.data import collate, grid_to_time
-from common.distributed import gather_results, is_main, shard
+from common.data import grid_to_time
+from common.detect import run_videos
 from common.icd import Discriminator
 from common.losses import with_acp, with_icd
 
@@ -136,22 +135,15 @@ def postprocess(segments, scores, cls_conf, reg_conf, item_time, temporal_scale)
             "topk_probs": cls_score[:, None], "topk_labels": np.zeros((n, 1), dtype=np.int64)}
 
 
-@torch.no_grad()
 def predict(model, dataset, cfg, device, progress=True):
-    """Run BMN over every video of `dataset` -> {video_id: postprocessed dict}, as common/detect.py's
-    predict does for ActionFormer (under torchrun, each process its share, merged on rank 0)."""
-    model.eval()
-    results = {}
-    bs = cfg["test"]["batch_size"]
-    order = shard(list(range(len(dataset))))
-    bar = tqdm(range(0, len(order), bs), desc="inference", unit="batch", disable=not (progress and is_main()),
-               leave=False)
-    for first in bar:
-        batch = collate([dataset[i] for i in order[first:first + bs]], model.pad_multiple)
-        outputs = model(batch["feats"].to(device), batch["mask"].to(device))
+    """BMN over every video of `dataset` -> {video_id: postprocessed dict}, as common/detect.py's
+    predict does for ActionFormer (run_videos: batches, and under torchrun each process its share)."""
+    def decode_batch(outputs, batch):
+        out = {}
         for b, vid in enumerate(batch["video_id"]):
             parts = decode_video(outputs["start"][b].float().cpu(), outputs["end"][b].float().cpu(),
                                  outputs["confidence"][b].float().cpu(), cfg)
             item_time = (batch["fps"][b], batch["duration"][b], batch["feat_stride"][b], batch["num_frames"][b])
-            results[vid] = postprocess(*parts, item_time, model.temporal_scale)
-    return gather_results(results, dataset.video_ids)
+            out[vid] = postprocess(*parts, item_time, model.temporal_scale)
+        return out
+    return run_videos(model, dataset, cfg, device, progress, decode_batch)

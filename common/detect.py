@@ -80,8 +80,9 @@ def postprocess(cands, fps, duration, feat_stride, num_frames, tcfg):
 
 
 @torch.no_grad()
-def predict(model, dataset, cfg, device, progress=True):
-    """Run `model` over every video of `dataset` (whole videos) -> {video_id: postprocessed dict}.
+def run_videos(model, dataset, cfg, device, progress, decode_batch):
+    """Run any detector over every video of `dataset` (whole videos, test.batch_size at a time) ->
+    {video_id: its predictions}, decode_batch(outputs, batch) giving those of a batch.
 
     Under torchrun each process runs its share of the videos and rank 0 gets the merged dict."""
     model.eval()
@@ -93,13 +94,19 @@ def predict(model, dataset, cfg, device, progress=True):
     for start in bar:
         batch = collate([dataset[i] for i in order[start:start + bs]], model.pad_multiple)
         outputs = model(batch["feats"].to(device), batch["mask"].to(device))
+        results.update(decode_batch(outputs, batch))
+    return gather_results(results, dataset.video_ids)
+
+
+def predict(model, dataset, cfg, device, progress=True):
+    """ActionFormer over every video of `dataset` -> {video_id: postprocessed dict}."""
+    def decode_batch(outputs, batch):
         lengths = [m.shape[1] for m in outputs["masks"]]
         points = make_points(lengths, model.strides, cfg["model"]["regression_range"], device)
-        for b, vid in enumerate(batch["video_id"]):
-            cands = decode_video(outputs, b, points, cfg)
-            results[vid] = postprocess(cands, batch["fps"][b], batch["duration"][b],
-                                       batch["feat_stride"][b], batch["num_frames"][b], cfg["test"])
-    return gather_results(results, dataset.video_ids)
+        return {vid: postprocess(decode_video(outputs, b, points, cfg), batch["fps"][b], batch["duration"][b],
+                                 batch["feat_stride"][b], batch["num_frames"][b], cfg["test"])
+                for b, vid in enumerate(batch["video_id"])}
+    return run_videos(model, dataset, cfg, device, progress, decode_batch)
 
 
 def classify_proposals(results, video_probs, top_k):

@@ -8,13 +8,15 @@
 # rewritten on every run so that it shows the file as it is, hand edits included.
 #   [OUT=DIR] [ROUNDS=N] bash runs/main.sh [--set key=value ...]   e.g. ROUNDS=2 bash runs/main.sh
 # DATASET=anet runs the same stages on the embedded ActivityNet-like dataset with ActivityNet's recipe
-# (configs/anet_synthetic.yaml; outputs in outputs/main_anet/) and prints mAP at 0.5 / 0.75 / 0.95 too.
+# (configs/anet_synthetic.yaml; outputs in outputs/main_anet/) and prints mAP at 0.5 / 0.75 / 0.95 too;
+# DATASET=anet_bmn the same with BMN as the detector (configs/anet_synthetic_bmn.yaml; outputs/main_anet_bmn/).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 case "${DATASET:-}" in
   "") CFG=configs/default.yaml; OUT=${OUT:-outputs/main} ;;
   anet) CFG=configs/anet_synthetic.yaml; OUT=${OUT:-outputs/main_anet} ;;
-  *) echo "DATASET=${DATASET}: expected anet, or unset for the default dataset" >&2; exit 2 ;;
+  anet_bmn) CFG=configs/anet_synthetic_bmn.yaml; OUT=${OUT:-outputs/main_anet_bmn} ;;
+  *) echo "DATASET=${DATASET}: expected anet or anet_bmn, or unset for the default dataset" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-1}
 run() { "$PY" "$@" --config "$CFG" --no-progress "${SETS[@]}"; }
@@ -42,7 +44,7 @@ run evaluate.py --checkpoint "$prev" --out "$OUT/final_predictions.json" --json 
 "$PY" - "$OUT/supervised/metrics.json" "$OUT/final_metrics.json" "$ROUNDS" "${DATASET:-}" <<'PYEOF'
 import json, sys
 sup, semi = (json.load(open(p)) for p in sys.argv[1:3])
-if sys.argv[4] == "anet":  # ActivityNet's columns: mAP at 0.5, 0.75, 0.95 and the average over 0.5:0.05:0.95
+if sys.argv[4].startswith("anet"):  # ActivityNet's columns: mAP at 0.5, 0.75, 0.95 and the average over 0.5:0.05:0.95
     at = lambda m, t: 100 * m["mAP"][min(range(len(m["thresholds"])), key=lambda i: abs(m["thresholds"][i] - t))]
     print(f"\n{'mAP (%) on the validation videos':<32}{'@0.5':>7} {'@0.75':>7} {'@0.95':>7} {'avg':>7}")
     for name, m in (("supervised (10% labeled)", sup), (f"APL after {sys.argv[3]} round(s)", semi)):

@@ -3,7 +3,6 @@ class-agnostic detector (dataset.class_agnostic) whose proposals a video-level c
 (dataset.video_scores, test.video_topk), and APL on top of it. Hand-worked values for the grid and
 the labelling, a tiny chain of every stage on a reduced ActivityNet-like dataset, and the errors."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -20,11 +19,10 @@ from common.data import (VideoDataset, grid_of, grid_to_time, load_annotations, 
                          to_grid)
 from common.losses import batch_targets, class_agnostic, labeled_loss
 from common.model import build_model, make_points
-from common.stage import run_main
-from common.synthetic_anet import ensure_anet_dataset
 from common.video_scores import load_video_scores
+from conftest import REDUCED_ANET, reduced_anet
+from conftest import exit_line as _exit_line
 
-REDUCED = dict(num_train=40, num_val=16, num_classes=8)  # two class groups; a second to write
 TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5", "model.icd_hidden=16",
         "model.acp_proj_dim=16", "dataset.resize_to=64", "dataset.max_seq_len=64", "train.epochs=2",
         "train.warmup_epochs=1", "train.batch_size=4", "acp.epochs=0", "acp.warmup_epochs=1",
@@ -37,16 +35,6 @@ def _argv(sets, config="configs/anet_synthetic.yaml"):
     for s in sets:
         out += ["--set", s]
     return out
-
-
-def _exit_line(main, argv, capsys):
-    """Run a stage as its command line does: exit code 2 and exactly one line on stderr."""
-    with pytest.raises(SystemExit) as info:
-        run_main(main, argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 # ---------------------------------------------------------------- the resized grid (force_upsampling)
@@ -152,12 +140,7 @@ def anet(tmp_path_factory):
     """(root, overrides) of a reduced ActivityNet-like dataset at its smallest labeled split (20%: at
     10% its 40 training videos cannot hold every one of its 8 classes)."""
     root = str(tmp_path_factory.mktemp("data") / "anet")
-    ensure_anet_dataset(root, seed=0, params=REDUCED)
-    pct = json.load(open(os.path.join(root, "meta.json")))["stats"]["splits_pct"][0]
-    return root, ["dataset.synthetic_size=null", f"dataset.annotation_file={root}/annotations.json",
-                  f"dataset.feature_dir={root}/features", f"dataset.video_scores={root}/video_scores.json",
-                  f"dataset.labeled_split={root}/splits/labeled_{pct}pct.txt",
-                  f"dataset.unlabeled_split={root}/splits/unlabeled_{pct}pct.txt"] + TINY
+    return root, reduced_anet(root) + TINY
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +187,7 @@ def test_evaluate_labels_the_proposals_with_the_top_k_classes(anet, chain, tmp_p
     _, classes = load_annotations(f"{root}/annotations.json")
     probs = load_video_scores(f"{root}/video_scores.json", classes)
     assert results["external_data"] == {"used": True, "details": f"{root}/video_scores.json"}
-    assert len(results["results"]) == REDUCED["num_val"]
+    assert len(results["results"]) == REDUCED_ANET["num_val"]
     for vid, preds in results["results"].items():
         top2 = {classes[c] for c in np.argsort(-probs[vid], kind="stable")[:2]}
         assert {p["label"] for p in preds} <= top2

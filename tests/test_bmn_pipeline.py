@@ -2,7 +2,6 @@
 toolkit's grid and its decoding worked by hand, a tiny BMN through every stage script on a reduced
 ActivityNet-like dataset (the files each writes, in the schema ActionFormer's write), and the errors."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -10,16 +9,19 @@ import torch
 
 import evaluate
 import pretrain_acp
+import pseudo_label
+import train_semi
 import train_supervised
 from common.bmn_detector import BMNDetector, decode_video, from_unit, postprocess, to_unit
 from common.checkpoint import load_checkpoint
 from common.config import DEFAULTS, ConfigError, load_config
-from common.data import grid_of, time_to_grid
-from common.stage import build_detector, run_main
-from common.synthetic_anet import ensure_anet_dataset
+from common.data import grid_of, load_annotations, time_to_grid
+from common.stage import build_detector
+from common.video_scores import load_video_scores
+from conftest import REDUCED_ANET, reduced_anet
+from conftest import exit_line as _exit_line
 
 CONFIG = "configs/anet_synthetic_bmn.yaml"
-REDUCED = dict(num_train=40, num_val=16, num_classes=8)  # as tests/test_anet_pipeline.py
 TINY = ["dataset.resize_to=16", "dataset.max_seq_len=16", "model.bmn.temporal_scale=16", "model.bmn.max_duration=16",
         "model.bmn.num_samples=4", "model.bmn.num_samples_per_bin=2", "model.bmn.hidden_1d=8",
         "model.bmn.hidden_3d=8", "model.bmn.hidden_2d=8", "model.icd_hidden=8", "model.acp_proj_dim=8",
@@ -33,16 +35,6 @@ def _argv(sets, config=CONFIG):
     for s in sets:
         out += ["--set", s]
     return out
-
-
-def _exit_line(main, argv, capsys):
-    """Run a stage as its command line does: exit code 2 and exactly one line on stderr."""
-    with pytest.raises(SystemExit) as info:
-        run_main(main, argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 # ---------------------------------------------------------------- config
@@ -93,12 +85,12 @@ def test_published_config_comments_every_value():
     for key, value in _leaves(cfg):
         if value == defaults[key] or key in ("dataset.annotation_file", "dataset.feature_dir", "dataset.name"):
             continue
-        n = -1  # the line of each part of the key in turn, each after the one before
+        found = [-1]  # the line of each part of the key in turn, each after the one before
         for part in key.split("."):
-            n = next(m for m in range(n + 1, len(lines)) if lines[m].strip().startswith(part + ":"))
-            parent = n if part != key.split(".")[-1] else parent
+            found.append(next(m for m in range(found[-1] + 1, len(lines)) if lines[m].strip().startswith(part + ":")))
+        n, block = found[-1], found[-2]
         # commented on its own line, on the line before, or on its block's line (loss.bmn)
-        assert "#" in lines[n] or lines[n - 1].strip().startswith("#") or "#" in lines[parent], (key, lines[n])
+        assert "#" in lines[n] or lines[n - 1].strip().startswith("#") or "#" in lines[block], (key, lines[n])
     small = load_config(CONFIG)
     assert small["model"]["arch"] == "bmn" and small["dataset"]["resize_to"] <= 100
 
@@ -155,12 +147,7 @@ def test_stage_builds_bmn_with_the_icd_and_acp_parts():
 def anet(tmp_path_factory):
     """(root, overrides) of the reduced ActivityNet-like dataset at its smallest labeled split."""
     root = str(tmp_path_factory.mktemp("data") / "anet")
-    ensure_anet_dataset(root, seed=0, params=REDUCED)
-    pct = json.load(open(os.path.join(root, "meta.json")))["stats"]["splits_pct"][0]
-    return root, ["dataset.synthetic_size=null", f"dataset.annotation_file={root}/annotations.json",
-                  f"dataset.feature_dir={root}/features", f"dataset.video_scores={root}/video_scores.json",
-                  f"dataset.labeled_split={root}/splits/labeled_{pct}pct.txt",
-                  f"dataset.unlabeled_split={root}/splits/unlabeled_{pct}pct.txt"] + TINY
+    return root, reduced_anet(root) + TINY
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +181,7 @@ def test_evaluate_writes_labelled_proposals_and_prints_ar(anet, supervised, tmp_
     assert "AR@100" in printed and "AUC" in printed
     results = json.load(open(pred))
     assert results["external_data"] == {"used": True, "details": f"{root}/video_scores.json"}
-    assert len(results["results"]) == REDUCED["num_val"]
+    assert len(results["results"]) == REDUCED_ANET["num_val"]
     for preds in results["results"].values():  # each proposal twice (top-2 classes), at most 100 proposals
         assert preds and len(preds) % 2 == 0 and len(preds) <= 2 * 100
         assert all(0 <= p["segment"][0] < p["segment"][1] and 0 <= p["score"] <= 1 for p in preds)
@@ -208,14 +195,76 @@ def test_a_checkpoint_of_the_other_detector_is_one_line(anet, supervised, tmp_pa
     af = [s for s in sets if s not in TINY] + ["dataset.resize_to=16", "dataset.max_seq_len=16"]
     err = _exit_line(evaluate.main, _argv(af, "configs/anet_synthetic.yaml")
                      + ["--checkpoint", ckpt, "--out", str(tmp_path / "p.json")], capsys)
-    assert err == f"error: {ckpt}: config.model.arch: the checkpoint holds a bmn detector, this config builds actionformer"
+    assert err == (f"error: {ckpt}: config.model.arch: the checkpoint holds a bmn detector, "
+                   "this config builds actionformer")
     err = _exit_line(train_supervised.main, _argv(af, "configs/anet_synthetic.yaml")
                      + ["--init", ckpt, "--out", str(tmp_path / "sup")], capsys)
     assert "config.model.arch: the checkpoint holds a bmn detector" in err
     # the checkpoint's T against this run's features: named, not a shape error at the first batch
-    bigger = ["dataset.resize_to=20", "dataset.max_seq_len=20", "model.bmn.temporal_scale=20", "model.bmn.max_duration=20"]
+    bigger = ["dataset.resize_to=20", "dataset.max_seq_len=20", "model.bmn.temporal_scale=20",
+              "model.bmn.max_duration=20"]
     err = _exit_line(evaluate.main, _argv(sets + bigger)
                      + ["--checkpoint", ckpt, "--out", str(tmp_path / "p.json")], capsys)
     assert err.startswith(f"error: {ckpt}: config key dataset.resize_to: model.arch bmn needs every video resized "
                           "to model.bmn.temporal_scale = 16 steps, got 20"), err
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.fixture(scope="module")
+def chain(anet, supervised):
+    """supervised BMN -> pseudo labels -> one semi-supervised round."""
+    _, sets = anet
+    out = supervised
+    pseudo_label.main(_argv(sets) + ["--checkpoint", str(out / "sup" / "last.pt"), "--out", str(out / "pl.json")])
+    train_semi.main(_argv(sets) + ["--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "pl.json"),
+                                   "--out", str(out / "semi")])
+    return out
+
+
+ENTRY_KEYS = {"label", "segment", "label_id", "score", "cls_score", "tiou", "tnd", "icd", "class_scores"}
+
+
+def test_pseudo_label_file_has_actionformers_schema(anet, chain):
+    root, sets = anet
+    data = json.load(open(chain / "pl.json"))
+    videos, classes = load_annotations(f"{root}/annotations.json")
+    probs = load_video_scores(f"{root}/video_scores.json", classes)
+    assert data["version"] == "apl-pseudo-labels-v1" and "top-1 class of the video" in data["meta"]["class_agnostic"]
+    split = next(s.split("=", 1)[1] for s in sets if s.startswith("dataset.unlabeled_split="))
+    assert sorted(data["database"]) == sorted(open(split).read().split())
+    entries = [(vid, e, "origin") for vid, v in data["database"].items() for e in v["annotations"]]
+    entries += [(vid, e, "reason") for vid, v in data["database"].items() for e in v["rejected"]]
+    assert any(key == "origin" for _, _, key in entries), "no pseudo label selected"
+    for vid, e, key in entries:
+        assert set(e) == ENTRY_KEYS | {key}
+        assert e["label"] == classes[int(np.argmax(probs[vid]))] and e["tnd"] is None
+        # the joint score is BMN's fused score: below its parts, the map's two channels
+        assert 0 <= e["score"] <= min(e["cls_score"], e["tiou"]) + 1e-4 and 0 <= e["icd"] <= 1
+        assert 0 <= e["segment"][0] < e["segment"][1] <= videos[vid].duration
+    # the same reader the annotation file has, strictly: hand-editable as ActionFormer's
+    assert load_annotations(str(chain / "pl.json"), classes, strict=True)[0].keys() == data["database"].keys()
+
+
+def test_semi_round_trains_on_the_pseudo_labels(chain):
+    ckpt = load_checkpoint(str(chain / "semi" / "last.pt"))
+    assert ckpt["config"]["model"]["arch"] == "bmn" and ckpt["stage"] == "semi"
+    log = [json.loads(line) for line in open(chain / "semi" / "log.jsonl")]
+    assert log and all(np.isfinite(line["loss"]) and line["u_tem_loss"] > 0 and line["u_pem_cls_loss"] > 0
+                       for line in log)
+
+
+def test_pseudo_icd_switch_and_a_hand_edit(anet, chain, tmp_path):
+    root, sets = anet
+    out = tmp_path / "pl_none.json"
+    pseudo_label.main(_argv(sets + ["pseudo.icd=none"]) + ["--checkpoint", str(chain / "sup" / "last.pt"),
+                                                           "--out", str(out)])
+    data = json.load(open(out))
+    assert data["meta"]["icd"] == "none" and data["meta"]["counts"]["mined"] == 0
+    # a hand edit: a video's pseudo labels replaced by one segment written by hand; the round trains on it
+    vid = sorted(data["database"])[0]
+    _, classes = load_annotations(f"{root}/annotations.json")
+    data["database"][vid]["annotations"] = [{"label": classes[0], "segment": [1.0, 5.0]}]
+    out.write_text(json.dumps(data, indent=2))
+    train_semi.main(_argv(sets) + ["--init", str(chain / "sup" / "last.pt"), "--pseudo-labels", str(out),
+                                   "--out", str(tmp_path / "semi")])
+    assert load_checkpoint(str(tmp_path / "semi" / "last.pt"))["parents"]["pseudo_labels"] == str(out)
