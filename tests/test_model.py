@@ -105,3 +105,23 @@ def test_points_positions_ranges_strides():
     pts = make_points([4, 2], [1, 2], [[0, 4], [4, 8]])
     assert pts[0][:, 0].tolist() == [0, 1, 2, 3] and pts[1][:, 0].tolist() == [0, 2]
     assert pts[1][0, 1:].tolist() == [4, 8, 2]
+
+
+def test_detector_and_icd_gradients_are_clipped_apart():
+    from common.engine import clip_gradients
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(2, 1, bias=False)
+            self.icd = torch.nn.Linear(2, 1, bias=False)
+
+    toy = Toy()
+    toy.head.weight.grad = torch.tensor([[3.0, 4.0]])   # norm 5: clipped to norm 1
+    toy.icd.weight.grad = torch.tensor([[0.3, 0.4]])    # norm 0.5: left alone (together: norm 5.02)
+    clip_gradients(toy, 1.0)
+    assert torch.allclose(toy.head.weight.grad, torch.tensor([[0.6, 0.8]]))
+    assert torch.allclose(toy.icd.weight.grad, torch.tensor([[0.3, 0.4]]))
+    # the detector's discriminator is the one under "icd."
+    names = [n for n, _ in build_model(_tiny_cfg(), num_classes=3).named_parameters()]
+    assert any(n.startswith("icd.") for n in names) and not any(".icd." in n for n in names)
