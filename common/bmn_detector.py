@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from common.acp import Projection
-from common.bmn import BMN, CLS, REG, batch_targets, bmn_loss, bmn_soft_nms, candidate_index
+from common.bmn import BMN, CLS, REG, batch_targets, bmn_loss, bmn_soft_nms, candidate_index, fuse_scores
 from common.data import grid_to_time
 from common.detect import run_videos
 from common.icd import Discriminator
@@ -116,7 +116,7 @@ def decode_video(start, end, confidence, cfg):
     segments = torch.stack([tt, tt + dd + 1], dim=1).double() / T
     cls_conf, reg_conf = confidence[CLS, dd, tt].double(), confidence[REG, dd, tt].double()
     quality = reg_conf if cfg["model"]["alqa"] == "tiou" else torch.ones_like(reg_conf)
-    scores = start[tt].double() * end[tt + dd].double() * cls_conf * quality
+    scores = fuse_scores(start[tt].double(), end[tt + dd].double(), cls_conf, quality)
     segments, scores, idx = bmn_soft_nms(segments, scores, tb["alpha"], tb["low_threshold"],
                                          tb["high_threshold"], tb["top_k"])
     return segments, scores, cls_conf[idx], reg_conf[idx]
