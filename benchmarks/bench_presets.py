@@ -10,7 +10,8 @@ stage scripts with the config's defaults:
 and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos.
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
 has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
-a pseudo label's class target is its label alone, tau_neg 0.15, tau_pos = mean + 1 std; `round_init=supervised` among a variant's overrides starts
+a pseudo label's class target is its label alone, tau_neg 0.15, tau_pos = mean + 1 std, each round
+selected afresh; `round_init=supervised` among a variant's overrides starts
 each of its rounds from the supervised weights). Finished steps under --out are reused, and several copies
 of the command share the work through lock files (OMP_NUM_THREADS=1 each on the CPU).
 
@@ -43,7 +44,8 @@ PRESET_NAMES = ["small"] + list(PRESETS)
 # The paper's reading of the round, next to whatever the defaults are now.
 VARIANTS = {
     "default": [],
-    "paper": ["semi.background=all", "semi.class_target=hard", "pseudo.tau_neg=0.15", "pseudo.pos_std=1.0"],
+    "paper": ["semi.background=all", "semi.class_target=hard", "pseudo.tau_neg=0.15", "pseudo.pos_std=1.0",
+              "pseudo.carry_over=none"],
 }
 PLAIN = ["model.alqa=none", "acp.mode=none"]
 
