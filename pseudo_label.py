@@ -212,10 +212,10 @@ def icd_scores(model, results, videos, dcfg, bank, source, device):
 
 # ---------------------------------------------------------------- the JSON file
 
-def _entry(pred, i, classes, icd, origin_key, origin):
+def _entry(pred, i, classes, icd, origin_key, origin, duration):
     seg = pred["segments"][i]
     num = lambda x: None if not np.isfinite(x) else round(float(x), DIGITS)  # noqa: E731
-    return {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), round(float(seg[1]), 3)],
+    return {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), min(round(float(seg[1]), 3), duration)],
             "label_id": int(pred["labels"][i]), "score": num(pred["scores"][i]),
             "cls_score": num(pred["cls_score"][i]), "tiou": num(pred["tiou"][i]), "tnd": num(pred["tnd"][i]),
             "icd": num(icd[i]), origin_key: str(origin),
@@ -230,8 +230,9 @@ def build_file(results, decisions, videos, classes, meta, train_subset):
     database = {}
     for vid in sorted(results):
         pred, (accepted, reason, icd) = results[vid], decisions[vid]
-        keep = [_entry(pred, i, classes, icd, "origin", reason[i]) for i in np.flatnonzero(accepted)]
-        rejected = [_entry(pred, i, classes, icd, "reason", reason[i])
+        duration = videos[vid].duration  # rounding must not carry an end past it
+        keep = [_entry(pred, i, classes, icd, "origin", reason[i], duration) for i in np.flatnonzero(accepted)]
+        rejected = [_entry(pred, i, classes, icd, "reason", reason[i], duration)
                     for i in np.flatnonzero(~accepted & (reason != "below_tau_neg"))]
         database[vid] = {"subset": train_subset, "duration": videos[vid].duration, "fps": videos[vid].fps,
                          "annotations": _ordered(keep), "rejected": _ordered(rejected)}

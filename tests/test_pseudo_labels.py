@@ -397,3 +397,18 @@ def test_unknown_carry_over_is_a_config_error(chain, tmp_path, capsys):
         run_main(pseudo_label.main, _args(chain["sets"] + ["pseudo.carry_over=all"]) + [
             "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
     assert info.value.code == 2 and "pseudo.carry_over" in capsys.readouterr().err
+
+
+def test_rounding_never_carries_a_segment_past_the_video(tmp_path):
+    from common.data import Video
+    duration = 10.1236  # more decimals than the file's 3: an end at it rounds up to 10.124
+    videos = {"v": Video("v", "train", duration, 30.0, np.zeros((0, 2)), np.zeros(0, dtype=np.int64))}
+    pred = {"segments": np.array([[2.0, duration]]), "labels": np.array([0]), "scores": np.array([0.9]),
+            "cls_score": np.array([0.9]), "tiou": np.array([0.8]), "tnd": np.array([0.1]),
+            "topk_labels": np.array([[0]]), "topk_probs": np.array([[0.9]])}
+    decisions = {"v": (np.array([True]), np.array(["positive"]), np.array([0.5]))}
+    data = pseudo_label.build_file({"v": pred}, decisions, videos, ["A"], {}, "train")
+    assert data["database"]["v"]["annotations"][0]["segment"] == [2.0, duration]
+    path = tmp_path / "pl.json"
+    path.write_text(json.dumps(data))
+    load_annotations(str(path), ["A"], strict=True)  # read back by train_semi.py's reader
