@@ -215,7 +215,8 @@ def icd_scores(model, results, videos, dcfg, bank, source, device):
 def _entry(pred, i, classes, icd, origin_key, origin, duration):
     seg = pred["segments"][i]
     num = lambda x: None if not np.isfinite(x) else round(float(x), DIGITS)  # noqa: E731
-    return {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), min(round(float(seg[1]), 3), duration)],
+    end = min(round(float(seg[1]), 3), duration)  # rounding must not carry an end past the video
+    return {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), end],
             "label_id": int(pred["labels"][i]), "score": num(pred["scores"][i]),
             "cls_score": num(pred["cls_score"][i]), "tiou": num(pred["tiou"][i]), "tnd": num(pred["tnd"][i]),
             "icd": num(icd[i]), origin_key: str(origin),
@@ -230,7 +231,7 @@ def build_file(results, decisions, videos, classes, meta, train_subset):
     database = {}
     for vid in sorted(results):
         pred, (accepted, reason, icd) = results[vid], decisions[vid]
-        duration = videos[vid].duration  # rounding must not carry an end past it
+        duration = videos[vid].duration
         keep = [_entry(pred, i, classes, icd, "origin", reason[i], duration) for i in np.flatnonzero(accepted)]
         rejected = [_entry(pred, i, classes, icd, "reason", reason[i], duration)
                     for i in np.flatnonzero(~accepted & (reason != "below_tau_neg"))]
@@ -282,8 +283,7 @@ def quality_table(results, icd, videos, pcfg, taus, written=None, classes=()):
     if written is not None:  # entries by class name: a carried one may be hand-written
         index = {c: i for i, c in enumerate(classes)}
         rows["as written (with the previous round's)"] = quality({vid: (
-            np.array([e["segment"] for e in v["annotations"]], dtype=float).reshape(-1, 2),
-            np.array([index[e["label"]] for e in v["annotations"]], dtype=np.int64),
+            _segments(v["annotations"]), np.array([index[e["label"]] for e in v["annotations"]], dtype=np.int64),
             np.array([e.get("score") or 0.0 for e in v["annotations"]], dtype=float))
             for vid, v in written.items()}, videos)
     return rows

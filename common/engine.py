@@ -121,7 +121,7 @@ def clip_gradients(model, max_norm):
     ActionFormer package in each of six seeds on `hard` at 10% (by 0.2 to 1.7 points), and level with
     it once clipped apart (README, "Side by side with ActionFormer")."""
     groups = {}
-    for name, p in (model.module if hasattr(model, "module") else model).named_parameters():
+    for name, p in model.named_parameters():  # the plain model: DDP wraps only the loss (distribute_loss)
         if p.grad is not None:
             groups.setdefault(name.startswith("icd."), []).append(p)
     for params in groups.values():
