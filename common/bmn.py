@@ -213,40 +213,49 @@ def batch_targets(segments, temporal_scale, max_duration, device=None):
 
 # ---------------------------------------------------------------- losses (Sec. 3.5, published code)
 
-def balanced_bce(prob, positive, negative, eps=1e-6):
+def _kept(mask, ignore):
+    return mask if ignore is None else mask & ~ignore
+
+
+def balanced_bce(prob, positive, negative, eps=1e-6, ignore=None):
     """BMN's weighted binary logistic loss, L_bl, over the entries in `positive` and `negative`.
 
     The published form, -mean(a+ b log(p + eps) + a- (1 - b) log(1 - p + eps)) with
     a+ = 0.5 r, a- = 0.5 r / (r - 1), r = entries / positives, is exactly half the mean BCE of the
     positives plus half that of the negatives, which is how it is written here: a side with no
-    entry contributes 0 instead of the published NaN.
+    entry contributes 0 instead of the published NaN. `ignore` (a mask like prob's, or None) takes
+    entries out of both sides: out of the sums and out of the counts that balance them.
     """
     prob = prob.float()
+    positive, negative = _kept(positive, ignore), _kept(negative, ignore)
     pos_nll = -torch.where(positive, torch.log(prob + eps), 0.0).sum()
     neg_nll = -torch.where(negative, torch.log(1.0 - prob + eps), 0.0).sum()
     return 0.5 * (pos_nll / positive.sum().clamp(min=1) + neg_nll / negative.sum().clamp(min=1))
 
 
-def tem_loss(start, end, gt_start, gt_end, threshold=0.5):
+def tem_loss(start, end, gt_start, gt_end, threshold=0.5, ignore_start=None, ignore_end=None):
     """L_TEM = L_bl(start) + L_bl(end); a snippet is positive when its IoA label is > 0.5.
-    All (B, T); the balance is over the whole batch, as published."""
-    return (balanced_bce(start, gt_start > threshold, gt_start <= threshold)
-            + balanced_bce(end, gt_end > threshold, gt_end <= threshold))
+    All (B, T); the balance is over the whole batch, as published. ignore_*: (B, T) snippets left out."""
+    return (balanced_bce(start, gt_start > threshold, gt_start <= threshold, ignore=ignore_start)
+            + balanced_bce(end, gt_end > threshold, gt_end <= threshold, ignore=ignore_end))
 
 
-def pem_cls_loss(cls_conf, gt_iou, valid, threshold=0.9):
-    """L_C: L_bl on the classification channel (B, D, T), positives IoU > 0.9, existing proposals only."""
-    return balanced_bce(cls_conf, (gt_iou > threshold) & valid, (gt_iou <= threshold) & valid)
+def pem_cls_loss(cls_conf, gt_iou, valid, threshold=0.9, ignore=None):
+    """L_C: L_bl on the classification channel (B, D, T), positives IoU > 0.9, existing proposals only;
+    ignore: (B, D, T) proposals left out."""
+    return balanced_bce(cls_conf, (gt_iou > threshold) & valid, (gt_iou <= threshold) & valid, ignore=ignore)
 
 
-def pem_reg_weights(gt_iou, valid, generator=None, high=0.7, low=0.3):
+def pem_reg_weights(gt_iou, valid, generator=None, high=0.7, low=0.3, ignore=None):
     """(B, D, T) 0/1 weights of the regression loss: the published balanced sampling.
 
     Every valid proposal with IoU > 0.7 is kept; of those with 0.3 < IoU <= 0.7 and those with
     IoU <= 0.3, each is kept with probability n_high / n_group (counts over the batch), so each group
     gives n_high proposals on average (1:1:1). `generator` (a torch.Generator, on any device) makes
-    the draw reproducible.
+    the draw reproducible. `ignore` (B, D, T) leaves proposals out of the groups and their counts;
+    the draw is the same with or without it.
     """
+    valid = _kept(valid, ignore)
     hi = (gt_iou > high) & valid
     mid = (gt_iou > low) & (gt_iou <= high) & valid
     lo = (gt_iou <= low) & valid
@@ -260,24 +269,59 @@ def pem_reg_weights(gt_iou, valid, generator=None, high=0.7, low=0.3):
     return keep.float()
 
 
-def pem_reg_loss(reg_conf, gt_iou, valid, generator=None):
+def pem_reg_loss(reg_conf, gt_iou, valid, generator=None, ignore=None):
     """L_R: 0.5 * sum of w (p - g)^2 / sum of w over the sampled proposals (pem_reg_weights)."""
-    w = pem_reg_weights(gt_iou, valid, generator)
+    w = pem_reg_weights(gt_iou, valid, generator, ignore=ignore)
     return 0.5 * (w * (reg_conf.float() - gt_iou).pow(2)).sum() / w.sum().clamp(min=1)
 
 
-def bmn_loss(outputs, targets, valid, generator=None, reg_weight=10.0, tem_weight=1.0, cls_weight=1.0):
+def bmn_loss(outputs, targets, valid, generator=None, reg_weight=10.0, tem_weight=1.0, cls_weight=1.0,
+             ignore=None):
     """L = L_TEM + 10 L_R + L_C, the published weights (PaddleVideo, mmaction2 and JJBOY agree:
     the factor 10 is on the regression). outputs: BMN.forward's; targets: batch_targets';
-    valid: (D, T) proposal_mask. Returns the total `loss` and its parts."""
+    valid: (D, T) proposal_mask; ignore: None (everything trained, as published) or uncertain_ignore's
+    masks. Returns the total `loss` and its parts."""
+    ig = ignore or {}
     conf = outputs["confidence"]
     gt_iou = targets["iou_map"] * valid                                # (B, D, T)
-    parts = {"tem_loss": tem_loss(outputs["start"], outputs["end"], targets["start"], targets["end"]),
-             "pem_cls_loss": pem_cls_loss(conf[:, CLS], gt_iou, valid),
-             "pem_reg_loss": pem_reg_loss(conf[:, REG], gt_iou, valid, generator)}
+    parts = {"tem_loss": tem_loss(outputs["start"], outputs["end"], targets["start"], targets["end"],
+                                  ignore_start=ig.get("start"), ignore_end=ig.get("end")),
+             "pem_cls_loss": pem_cls_loss(conf[:, CLS], gt_iou, valid, ignore=ig.get("cls")),
+             "pem_reg_loss": pem_reg_loss(conf[:, REG], gt_iou, valid, generator, ignore=ig.get("reg"))}
     parts["loss"] = (tem_weight * parts["tem_loss"] + reg_weight * parts["pem_reg_loss"]
                      + cls_weight * parts["pem_cls_loss"])
     return parts
+
+
+def uncertain_ignore(targets, rejected, valid, boundary=0.5, positive=0.9, low=0.3):
+    """What a pseudo-labeled video leaves out of BMN's loss under semi.background = rejected.
+
+    targets: batch_targets of the pseudo labels; rejected: batch_targets of the predictions
+    pseudo_label.py rejected (the batch's "uncertain"), i.e. the labels they would give if they
+    were actions; valid: (D, T) proposal_mask. BMN has no "points outside the actions" to leave
+    out, as ActionFormer has (common/losses.py uncertain_background): every label is a number per
+    snippet or per proposal. Read label by label, an entry is left out where the pseudo labels call
+    it background and a rejected prediction would make it an action's:
+      start / end (B, T)  snippets that would be positive boundaries of a rejected prediction
+                          (IoA > boundary, 0.5, as tem_loss) and lie in no pseudo label's boundary
+                          region (IoA 0);
+      cls (B, D, T)       proposals that would be positives of L_C (tIoU > positive, 0.9, as
+                          pem_cls_loss) of a rejected prediction;
+      reg (B, D, T)       proposals a rejected prediction would lift out of L_R's low group (tIoU >
+                          low, 0.3, as pem_reg_weights): L_R's target is the tIoU itself, so each
+                          of them would get another target, not about 0;
+    cls and reg only where the proposal is in the low group of every pseudo label (tIoU <= low).
+    What overlaps a pseudo label more keeps its label: it teaches where that pseudo label's
+    boundaries lie, whatever was rejected around it, so a rejected near-duplicate of a pseudo label
+    leaves out only its own boundaries where they lie away from the pseudo label's. TEM, PEM
+    classification and regression alike: all three make up the fused score that ranks proposals.
+    """
+    gt_iou, rj_iou = targets["iou_map"] * valid, rejected["iou_map"] * valid
+    background = (gt_iou <= low) & valid
+    return {"start": (rejected["start"] > boundary) & (targets["start"] == 0),
+            "end": (rejected["end"] > boundary) & (targets["end"] == 0),
+            "cls": (rj_iou > positive) & background,
+            "reg": (rj_iou > low) & background}
 
 
 # ---------------------------------------------------------------- inference (Sec. 3.6, published code)

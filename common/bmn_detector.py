@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from common.acp import Projection
-from common.bmn import BMN, CLS, REG, batch_targets, bmn_loss, bmn_soft_nms, candidate_index, fuse_scores
+from common.bmn import (BMN, CLS, REG, batch_targets, bmn_loss, bmn_soft_nms, candidate_index, fuse_scores,
+                        uncertain_ignore)
 from common.data import grid_to_time
 from common.detect import run_videos
 from common.icd import Discriminator
@@ -79,16 +80,25 @@ def from_unit(x, temporal_scale):
 
 # ---------------------------------------------------------------- losses
 
-def outputs_loss(model, outputs, batch, cfg):
+def outputs_loss(model, outputs, batch, cfg, pseudo=False):
     """BMN's loss with the batch's (pseudo) ground truth as its labels: TEM + 10 L_R + L_C (loss.bmn).
-    Everything outside the actions is background (semi.background: all)."""
+    pseudo=True applies semi.background to a pseudo-labeled video: all trains everything outside the
+    pseudo labels as background; rejected leaves out what the predictions pseudo_label.py rejected
+    would make an action's (common/bmn.py uncertain_ignore)."""
     T, D, lw = model.temporal_scale, model.max_duration, cfg["loss"]["bmn"]
     device = batch["feats"].device
     with torch.autocast(device.type, enabled=False):  # labels and losses in fp32 under bf16 autocast
         segments = [to_unit(s.to(device).double(), T) for s in batch["segments"]]
         targets = batch_targets(segments, T, D, device)
-        return bmn_loss({k: v.float() for k, v in outputs.items() if k != "feats"}, targets, model.valid, None,
-                        lw["reg_weight"], lw["tem_weight"], lw["cls_weight"])
+        ignore = None
+        if pseudo and cfg["semi"]["background"] == "rejected" and batch.get("uncertain") is not None:
+            rejected = batch_targets([to_unit(u.to(device).double(), T) for u in batch["uncertain"]], T, D, device)
+            ignore = uncertain_ignore(targets, rejected, model.valid)
+        parts = bmn_loss({k: v.float() for k, v in outputs.items() if k != "feats"}, targets, model.valid, None,
+                         lw["reg_weight"], lw["tem_weight"], lw["cls_weight"], ignore)
+        # proposals left out of L_C or L_R (a proposal in both counts once)
+        parts["num_ignored"] = 0.0 if ignore is None else float((ignore["cls"] | ignore["reg"]).sum())
+        return parts
 
 
 def labeled_loss(model, batch, cfg, normalizer, bank):
@@ -102,7 +112,7 @@ def labeled_loss(model, batch, cfg, normalizer, bank):
 def pseudo_labeled_loss(model, batch, cfg, normalizer):
     """Pseudo-labeled videos: BMN's loss with the pseudo labels as its labels, and lambda_acp L_acp^u."""
     outputs = model(batch["feats"], batch["mask"])
-    return with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg))
+    return with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, pseudo=True))
 
 
 # ---------------------------------------------------------------- inference
