@@ -128,6 +128,29 @@ def run_dirs(out, seed, ratio, m):
     return acp, sup, semi
 
 
+def usage_path(log):
+    """Where a step's wall time and peak memory go: beside its log, OUT/.../stage.usage.json."""
+    return os.path.splitext(log)[0] + ".usage.json"
+
+
+def run_measured(command, log_file, usage):
+    """Run a stage script, its output to `log_file`; write its wall seconds and peak resident memory
+    (the process's max RSS, from wait4) to `usage` when it succeeds. Returns the exit code."""
+    start = time.time()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        _, status, rusage = os.wait4(proc.pid, 0)
+    except BaseException:  # interrupted: the stage goes with us, as under subprocess.run
+        proc.kill()
+        proc.wait()
+        raise
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    if code == 0:  # ru_maxrss is in KiB on Linux
+        atomic_write_text(usage, json.dumps({"wall_s": round(time.time() - start, 1),
+                                             "max_rss_mb": round(rusage.ru_maxrss / 1024, 1)}) + "\n")
+    return code
+
+
 class Runner:
     def __init__(self, args, cfg, sizes):
         self.args, self.cfg, self.sizes = args, cfg, sizes
@@ -160,9 +183,9 @@ class Runner:
             print(f"[{self.done_runs}/{self.total_runs}] {label}: {script} ... ", end="", flush=True)
             start = time.time()
             with open(log, "a") as f:
-                proc = subprocess.run([sys.executable, script] + args, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
-            if proc.returncode != 0:
-                raise SystemExit(f"\nerror: {script} failed (exit {proc.returncode}); its output: {log}")
+                returncode = run_measured([sys.executable, script] + args, f, usage_path(log))
+            if returncode != 0:
+                raise SystemExit(f"\nerror: {script} failed (exit {returncode}); its output: {log}")
             if not os.path.exists(done):  # training stages: mark the run finished
                 open(done, "w").close()
         finally:
