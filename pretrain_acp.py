@@ -24,12 +24,12 @@ import os
 from common.acp import cluster_labels, contrast, gather_frames, pyramid_representation, sample_frames
 from common.checkpoint import restore_training_state, save_checkpoint, training_state
 from common.config import save_config
-from common.data import VideoDataset, check_features
+from common.data import check_features
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
 from common.stage import (add_common_args, build_detector, config_from_args, detector_parts, load_data, make_parser,
-                          prepare_run, run_main, subset_ids)
+                          prepare_run, run_main, subset_ids, training_dataset)
 
 
 def parse_args(argv=None):
@@ -68,7 +68,7 @@ def main(argv=None):
     videos, classes = load_data(cfg)
     ids = subset_ids(videos, cfg["dataset"]["train_subset"], cfg["dataset"]["annotation_file"])
     check_features(cfg["dataset"], ids)
-    dataset = VideoDataset(cfg["dataset"], videos, ids, training=True, seed=cfg["seed"])
+    dataset = training_dataset(cfg, videos, ids, cfg["seed"], select=False)  # windows: every one
     tcfg = {**cfg["train"], "epochs": cfg["acp"]["epochs"], "warmup_epochs": cfg["acp"]["warmup_epochs"],
             "batch_size": cfg["acp"]["batch_size"]}
     print(f"ACP pre-training ({cfg['acp']['mode']}) on {len(ids)} training videos, device {device}")

@@ -25,14 +25,15 @@ import os
 
 from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import save_config
-from common.data import VideoDataset, data_error, load_annotations, rejected_segments
+from common.data import data_error, load_annotations, rejected_segments
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
                            make_loader, train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, pseudo_class_targets
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, detector_parts,
-                          labeled_ids, load_data, load_weights, make_parser, prepare_run, run_main)
+                          labeled_ids, load_data, load_weights, make_parser, prepare_run, run_main,
+                          training_dataset)
 
 
 def parse_args(argv=None):
@@ -117,8 +118,8 @@ def main(argv=None):
     lab_ids = labeled_ids(cfg, videos)
     pseudo = load_pseudo_labels(args.pseudo_labels, videos, classes, set(lab_ids), cfg["dataset"]["train_subset"],
                                 cfg["semi"]["class_target"])
-    labeled = VideoDataset(cfg["dataset"], videos, lab_ids, training=True, seed=cfg["seed"])
-    unlabeled = VideoDataset(cfg["dataset"], pseudo, sorted(pseudo), training=True, seed=cfg["seed"] + 1)
+    labeled = training_dataset(cfg, videos, lab_ids, cfg["seed"])
+    unlabeled = training_dataset(cfg, pseudo, sorted(pseudo), cfg["seed"] + 1)
     print(f"{len(lab_ids)} labeled videos ({sum(len(videos[v].labels) for v in lab_ids)} actions), "
           f"{len(pseudo)} pseudo-labeled ({sum(len(v.labels) for v in pseudo.values())} pseudo labels), "
           f"device {device}")

@@ -25,14 +25,14 @@ import os
 from common.checkpoint import (eval_weights, load_checkpoint, load_pretrained, restore_training_state,
                                save_checkpoint, training_state)
 from common.config import save_config
-from common.data import VideoDataset
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
                            make_loader, train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer
 from common.stage import (add_common_args, build_detector, check_arch, check_weights, config_from_args,
-                          detector_parts, labeled_ids, load_data, make_parser, prepare_run, run_main)
+                          detector_parts, labeled_ids, load_data, make_parser, prepare_run, run_main,
+                          training_dataset)
 
 
 def parse_args(argv=None):
@@ -67,7 +67,7 @@ def main(argv=None):
     # 2. Data: the labeled videos and their ground truth.
     videos, classes = load_data(cfg)
     train_ids = labeled_ids(cfg, videos)
-    dataset = VideoDataset(cfg["dataset"], videos, train_ids, training=True, seed=cfg["seed"])
+    dataset = training_dataset(cfg, videos, train_ids, cfg["seed"])
     print(f"{len(train_ids)} labeled videos, {sum(len(videos[v].labels) for v in train_ids)} actions, "
           f"{len(classes)} classes, device {device}")
 

@@ -13,6 +13,9 @@ they get from ActionFormer (common/stage.py, detector_parts).
 
 Time: dataset.resize_to = T gives every video T steps; grid position g (step centres, common/data.py)
 is BMN's normalised time (g + 0.5) / T, so snippet i covers [i / T, (i + 1) / T] as in bmn.py.
+With dataset.window (THUMOS14) a video keeps its own grid and BMN sees windows of T steps of it
+(common/windows.py): a window starting at step s reads BMN's time of the video shifted by s / T, so
+the same (g + 0.5) / T holds for the merged proposals, with values past 1 (predict_windows).
 
 The joint score (what ALQA's tau_pos is set on, Eq. 6, and what the mAP ranks) is BMN's fused score
 p_start x p_end x p_cc x p_cr after its Soft-NMS: p_cc (the map's classification channel) plays
@@ -23,14 +26,17 @@ none leaves p_cr out (ALQA's ablation); tiou keeps it (published BMN).
 """
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from common.acp import Projection
 from common.bmn import (BMN, CLS, REG, batch_targets, bmn_loss, bmn_soft_nms, candidate_index, fuse_scores,
                         uncertain_ignore)
-from common.data import grid_to_time
+from common.data import collate, grid_to_time
 from common.detect import run_videos
+from common.distributed import gather_results, is_main, shard
 from common.icd import Discriminator
 from common.losses import with_acp, with_icd
+from common.windows import to_video_unit, window_starts
 
 # What ACP pre-trains, and what starts fresh when a detector is built on it (cf. common/model.py).
 PRETRAINED_PREFIXES = ("base.", "acp_proj.")
@@ -65,8 +71,12 @@ class BMNDetector(BMN):
 
 
 def build_model(cfg, num_classes=1):
-    """BMN finds proposals of one class whatever the dataset's classes (a classifier labels them)."""
-    return BMNDetector(cfg["dataset"]["feature_dim"], cfg["model"])
+    """BMN finds proposals of one class whatever the dataset's classes (a classifier labels them).
+    With dataset.window a batch of windows is padded to T steps, the last window of a video masked."""
+    model = BMNDetector(cfg["dataset"]["feature_dim"], cfg["model"])
+    if cfg["dataset"]["window"]["size"]:
+        model.pad_multiple = model.temporal_scale
+    return model
 
 
 def to_unit(segments, temporal_scale):
@@ -117,19 +127,31 @@ def pseudo_labeled_loss(model, batch, cfg, normalizer):
 
 # ---------------------------------------------------------------- inference
 
-def decode_video(start, end, confidence, cfg):
-    """One video's proposals, as published: candidates (candidate_index), joint score (module
-    docstring), BMN's Soft-NMS, top_k -> normalised segments (K, 2), scores and their parts (K,)."""
-    tb = cfg["test"]["bmn"]
+def candidates(start, end, confidence, cfg, temporal_scale=None):
+    """Candidate proposals of one video or window (candidate_index) with their joint score (module
+    docstring): segments (K, 2) in BMN's normalised time of `temporal_scale` steps (default: the
+    length of `start`; a padded window's real steps are fewer), scores, p_cc and p_cr (K,)."""
     dd, tt = candidate_index(start, end, confidence.shape[1])
-    T = start.shape[0]
+    T = temporal_scale or start.shape[0]
     segments = torch.stack([tt, tt + dd + 1], dim=1).double() / T
     cls_conf, reg_conf = confidence[CLS, dd, tt].double(), confidence[REG, dd, tt].double()
     quality = reg_conf if cfg["model"]["alqa"] == "tiou" else torch.ones_like(reg_conf)
     scores = fuse_scores(start[tt].double(), end[tt + dd].double(), cls_conf, quality)
+    return segments, scores, cls_conf, reg_conf
+
+
+def suppress(segments, scores, cls_conf, reg_conf, cfg):
+    """BMN's Soft-NMS and top_k over candidates -> the kept ones, best first, each with its parts."""
+    tb = cfg["test"]["bmn"]
     segments, scores, idx = bmn_soft_nms(segments, scores, tb["alpha"], tb["low_threshold"],
                                          tb["high_threshold"], tb["top_k"])
     return segments, scores, cls_conf[idx], reg_conf[idx]
+
+
+def decode_video(start, end, confidence, cfg):
+    """One video's proposals, as published: candidates, joint score, BMN's Soft-NMS, top_k ->
+    normalised segments (K, 2), scores and their parts (K,)."""
+    return suppress(*candidates(start, end, confidence, cfg), cfg)
 
 
 def postprocess(segments, scores, cls_conf, reg_conf, item_time, temporal_scale):
@@ -147,7 +169,11 @@ def postprocess(segments, scores, cls_conf, reg_conf, item_time, temporal_scale)
 
 def predict(model, dataset, cfg, device, progress=True):
     """BMN over every video of `dataset` -> {video_id: postprocessed dict}, as common/detect.py's
-    predict does for ActionFormer (run_videos: batches, and under torchrun each process its share)."""
+    predict does for ActionFormer (run_videos: batches, and under torchrun each process its share);
+    with dataset.window, over every window of each video (predict_windows)."""
+    if cfg["dataset"]["window"]["size"]:
+        return predict_windows(model, dataset, cfg, device, progress)
+
     def decode_batch(outputs, batch):
         out = {}
         for b, vid in enumerate(batch["video_id"]):
@@ -157,3 +183,40 @@ def predict(model, dataset, cfg, device, progress=True):
             out[vid] = postprocess(*parts, item_time, model.temporal_scale)
         return out
     return run_videos(model, dataset, cfg, device, progress, decode_batch)
+
+
+def window_candidates(model, feats, cfg, device):
+    """Every window of one video (D, n) -> its candidates merged in the video's normalised time
+    (common/windows.py: to_video_unit), test.batch_size windows at a time; no Soft-NMS yet."""
+    T, stride = model.temporal_scale, cfg["dataset"]["window"]["stride"]
+    starts = window_starts(feats.shape[1], T, stride)
+    bs, parts = cfg["test"]["batch_size"], []
+    for i in range(0, len(starts), bs):
+        chunk = starts[i:i + bs]
+        batch = collate([{"feats": feats[:, s:s + T]} for s in chunk], T)  # the last window padded, masked
+        outputs = model(batch["feats"].to(device), batch["mask"].to(device))
+        for b, s in enumerate(chunk):
+            n = int(batch["mask"][b].sum())  # decode the real steps only: no proposal ends in the padding
+            segments, *rest = candidates(outputs["start"][b, :n].float().cpu(), outputs["end"][b, :n].float().cpu(),
+                                         outputs["confidence"][b, :, :, :n].float().cpu(), cfg, T)
+            parts.append((to_video_unit(segments, s, T), *rest))
+    return [torch.cat(p) for p in zip(*parts)]
+
+
+@torch.no_grad()
+def predict_windows(model, dataset, cfg, device, progress=True):
+    """BMN on THUMOS14 (dataset.window): each whole video of `dataset` cut into windows, every window's
+    candidates moved to the video's time and merged, then BMN's Soft-NMS and top_k over the whole
+    video, which also suppresses the duplicates of overlapping windows. Its length threshold reads a
+    proposal's length in windows (lengths up to D / T, as in training). Under torchrun each process
+    predicts its share of the videos, as run_videos."""
+    model.eval()
+    results = {}
+    order = shard(list(range(len(dataset))))
+    for i in tqdm(order, desc="inference", unit="video", disable=not (progress and is_main()), leave=False):
+        item = dataset[i]
+        merged = suppress(*window_candidates(model, item["feats"], cfg, device), cfg)
+        item_time = (item["fps"], item["duration"], item["feat_stride"], item["num_frames"])
+        results[item["video_id"]] = postprocess(*merged, item_time, model.temporal_scale)
+    return gather_results(results, dataset.video_ids)
+

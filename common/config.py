@@ -39,6 +39,12 @@ DEFAULTS = {
         # own grid; N resizes every video's features to N steps by linear interpolation
         # (force_upsampling), so each video's grid has its own stride in seconds (common/data.py, grid_of)
         "resize_to": None,
+        # BMN's THUMOS14 recipe (common/windows.py): size N slides windows of N steps over each video's
+        # own grid (not resized), `stride` steps apart, for training and inference; the last window is
+        # padded. A training window is kept when some action lies more than `min_inside` of its length
+        # inside it, and every action it overlaps is its ground truth, clipped to it. size null: no
+        # windows. model.arch bmn takes windows of model.bmn.temporal_scale steps or resize_to, not both
+        "window": {"size": None, "stride": None, "min_inside": 0.9},
         # true: the detector finds actions of one class ("action"): its training targets collapse every
         # label to it, and its proposals take their classes from a video-level classifier
         # (dataset.video_scores, test.video_topk); the ICD and ACP's fine contrast keep the real classes
@@ -49,7 +55,8 @@ DEFAULTS = {
     "model": {
         # The detector: actionformer (one-stage, common/model.py) | bmn (two-stage proposals with a
         # video-level classifier, common/bmn.py and common/bmn_detector.py). BMN needs the
-        # class-agnostic recipe (dataset.class_agnostic) on features resized to model.bmn.temporal_scale.
+        # class-agnostic recipe (dataset.class_agnostic) on features resized to model.bmn.temporal_scale
+        # (dataset.resize_to, ActivityNet) or cut into windows of that many steps (dataset.window, THUMOS14).
         "arch": "actionformer",
         "embd_dim": 128,                      # width after the convolutional embedding
         "embd_kernel_size": 3,
@@ -74,7 +81,8 @@ DEFAULTS = {
         "acp_proj_dim": 128,                  # ACP projection head output; 0: contrast the pyramid itself
         # BMN's shape (model.arch: bmn); the published ActivityNet values (BMN's public code)
         "bmn": {
-            "temporal_scale": 100,            # T: every video's features resized to T steps (= dataset.resize_to)
+            "temporal_scale": 100,            # T: every video resized to T steps (= dataset.resize_to) or cut
+                                              # into windows of T steps (= dataset.window.size)
             "max_duration": 100,              # D: longest proposal, in steps (<= T)
             "num_samples": 32,                # N: sample points per proposal in the BM layer
             "num_samples_per_bin": 3,         # sub-points averaged into one sample point
@@ -292,11 +300,31 @@ def check_recipe(cfg):
     if dcfg["class_agnostic"] and not dcfg["video_scores"]:
         raise ConfigError("config key dataset.video_scores: required when dataset.class_agnostic is true "
                           "(the video-level classifier that labels the proposals)")
+    check_window(cfg)
     if not _positive_int(tcfg["video_topk"]):
         raise ConfigError(f"config key test.video_topk: expected a positive integer, got {tcfg['video_topk']!r}")
     if tcfg["voting"] and not tcfg["class_agnostic"]:
         raise ConfigError("config key test.voting: score voting needs test.class_agnostic: true")
     check_arch(cfg)
+
+
+def check_window(cfg):
+    """dataset.window: null, or windows of a positive size, a stride that leaves no gap, a share in (0, 1];
+    windows are BMN's (ActionFormer crops with max_seq_len)."""
+    wcfg = cfg["dataset"]["window"]
+    size, stride, share = wcfg["size"], wcfg["stride"], wcfg["min_inside"]
+    if size is None:
+        return
+    if not _positive_int(size):
+        raise ConfigError(f"config key dataset.window.size: expected null or a positive integer, got {size!r}")
+    if cfg["model"]["arch"] != "bmn":
+        raise ConfigError(f"config key dataset.window.size: sliding windows are BMN's (model.arch bmn); "
+                          f"{cfg['model']['arch']} crops long videos with dataset.max_seq_len")
+    if not (_positive_int(stride) and stride <= size):
+        raise ConfigError(f"config key dataset.window.stride: expected a positive integer of at most the window's "
+                          f"{size} steps (a longer stride skips steps), got {stride!r}")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ConfigError(f"config key dataset.window.min_inside: expected a share in (0, 1], got {share!r}")
 
 
 ARCHS = ("actionformer", "bmn")
@@ -324,10 +352,8 @@ def check_arch(cfg):
     for key, value in (("model.bmn.hidden_1d", bcfg["hidden_1d"]), ("dataset.feature_dim", dcfg["feature_dim"])):
         if value % 4:  # the base module's convs are grouped by 4, as published
             raise ConfigError(f"config key {key}: BMN's grouped convs need a multiple of 4, got {value}")
-    if dcfg["resize_to"] != T:
-        raise ConfigError(f"config key dataset.resize_to: model.arch bmn needs every video resized to "
-                          f"model.bmn.temporal_scale = {T} steps, got {dcfg['resize_to']!r}")
-    if dcfg["max_seq_len"] < T:
+    check_bmn_grid(cfg, T)
+    if dcfg["window"]["size"] is None and dcfg["max_seq_len"] < T:
         raise ConfigError(f"config key dataset.max_seq_len: {dcfg['max_seq_len']} would crop BMN's {T} steps; "
                           f"set it to {T}")
     if not dcfg["class_agnostic"]:
@@ -344,6 +370,26 @@ def check_arch(cfg):
         raise ConfigError("config key test.bmn: expected alpha > 0 and 0 <= low_threshold <= high_threshold <= 1")
     if not _positive_int(tcfg["top_k"]):
         raise ConfigError(f"config key test.bmn.top_k: expected a positive integer, got {tcfg['top_k']!r}")
+
+
+def check_bmn_grid(cfg, T):
+    """BMN sees T steps: every video resized to T (dataset.resize_to) or cut into windows of T
+    (dataset.window.size), exactly one of the two."""
+    dcfg = cfg["dataset"]
+    size = dcfg["window"]["size"]
+    if size is None and dcfg["resize_to"] != T:
+        raise ConfigError(f"config key dataset.resize_to: model.arch bmn needs every video resized to "
+                          f"model.bmn.temporal_scale = {T} steps, got {dcfg['resize_to']!r} (or windows of "
+                          f"{T} steps: dataset.window.size)")
+    if size is not None and dcfg["resize_to"] is not None:
+        raise ConfigError(f"config key dataset.window.size: model.arch bmn takes windows or dataset.resize_to, "
+                          f"not both (resize_to is {dcfg['resize_to']})")
+    if size is not None and size != T:
+        raise ConfigError(f"config key dataset.window.size: model.arch bmn needs windows of "
+                          f"model.bmn.temporal_scale = {T} steps, got {size}")
+    if size is not None and cfg["model"]["icd_features"] == "fpn":
+        raise ConfigError("config key model.icd_features: fpn runs BMN over a whole video, which windows "
+                          "(dataset.window) cut up; use input")
 
 
 def from_dict(data):

@@ -14,12 +14,14 @@ import torch
 from common import bmn_detector, detect, losses, model
 from common.checkpoint import CheckpointError, eval_weights, load_pretrained
 from common.config import ConfigError, check_recipe, from_dict, load_config
-from common.data import DataError, check_features, load_annotations, make_split, read_split, write_split
+from common.data import (DataError, VideoDataset, check_features, load_annotations, make_split, read_split,
+                         write_split)
 from common.distributed import cleanup, setup
 from common.engine import resolve_device, seed_everything
-from common.synthetic import ensure_dataset
+from common.synthetic import SCORES_FILE, ensure_dataset, ensure_video_scores
 from common.synthetic_anet import ensure_anet_dataset
 from common.video_scores import load_video_scores
+from common.windows import WindowDataset
 
 
 def add_common_args(parser):
@@ -136,6 +138,7 @@ def load_data(cfg, scores=True):
     videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
     if dcfg["synthetic_size"]:
         ensure_splits(videos, classes, dcfg)
+        ensure_scores(dcfg)
     if dcfg["class_agnostic"] and scores:
         load_video_scores(dcfg["video_scores"], classes)
     return videos, classes
@@ -162,6 +165,17 @@ def generate_into(dcfg):
         ensure_anet_dataset(root, dcfg["synthetic_seed"])
     else:
         ensure_dataset(root, dcfg["synthetic_size"], dcfg["synthetic_seed"])
+
+
+def ensure_scores(dcfg):
+    """The THUMOS-like embedded dataset's video-level classifier (common/synthetic.py), written beside
+    it when a class-agnostic config names it there and it is missing (the ActivityNet-like one comes
+    with its own)."""
+    root = os.path.dirname(os.path.abspath(dcfg["annotation_file"]))
+    path = dcfg["video_scores"]
+    if (dcfg["class_agnostic"] and dcfg["synthetic_size"] != "anet" and path
+            and os.path.abspath(path) == os.path.join(root, SCORES_FILE)):
+        ensure_video_scores(root)
 
 
 def ensure_splits(videos, classes, dcfg):
@@ -220,6 +234,16 @@ def unlabeled_ids(cfg, videos):
         raise DataError(f"{dcfg['unlabeled_split']}: video {overlap[0]}: is in the labeled split too")
     check_features(dcfg, ids)
     return ids
+
+
+def training_dataset(cfg, videos, ids, seed, select=True):
+    """What a training stage iterates over: the videos `ids` (cropped to dataset.max_seq_len, seeded),
+    or with dataset.window the windows of them that hold an action (common/windows.py; select=False:
+    every window, reading no annotation, for ACP's pre-training)."""
+    dcfg = cfg["dataset"]
+    if dcfg["window"]["size"]:
+        return WindowDataset(dcfg, videos, ids, select=select)
+    return VideoDataset(dcfg, videos, ids, training=True, seed=seed)
 
 
 def eval_ids(cfg, videos):

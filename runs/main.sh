@@ -9,14 +9,17 @@
 #   [OUT=DIR] [ROUNDS=N] bash runs/main.sh [--set key=value ...]   e.g. ROUNDS=2 bash runs/main.sh
 # DATASET=anet runs the same stages on the embedded ActivityNet-like dataset with ActivityNet's recipe
 # (configs/anet_synthetic.yaml; outputs in outputs/main_anet/) and prints mAP at 0.5 / 0.75 / 0.95 too;
-# DATASET=anet_bmn the same with BMN as the detector (configs/anet_synthetic_bmn.yaml; outputs/main_anet_bmn/).
+# DATASET=anet_bmn the same with BMN as the detector (configs/anet_synthetic_bmn.yaml; outputs/main_anet_bmn/);
+# DATASET=thumos_bmn BMN with sliding windows on the default dataset (configs/thumos_synthetic_bmn.yaml;
+# outputs/main_thumos_bmn/).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 case "${DATASET:-}" in
   "") CFG=configs/default.yaml; OUT=${OUT:-outputs/main} ;;
   anet) CFG=configs/anet_synthetic.yaml; OUT=${OUT:-outputs/main_anet} ;;
   anet_bmn) CFG=configs/anet_synthetic_bmn.yaml; OUT=${OUT:-outputs/main_anet_bmn} ;;
-  *) echo "DATASET=${DATASET}: expected anet or anet_bmn, or unset for the default dataset" >&2; exit 2 ;;
+  thumos_bmn) CFG=configs/thumos_synthetic_bmn.yaml; OUT=${OUT:-outputs/main_thumos_bmn} ;;
+  *) echo "DATASET=${DATASET}: expected anet, anet_bmn or thumos_bmn, or unset for the default dataset" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-1}
 run() { "$PY" "$@" --config "$CFG" --no-progress "${SETS[@]}"; }
@@ -54,4 +57,6 @@ if sys.argv[4].startswith("anet"):  # ActivityNet's columns: mAP at 0.5, 0.75, 0
 else:
     print(f"\naverage mAP on the test videos: supervised (10% labeled) {100 * sup['average']:.2f}  ->  "
           f"APL after {sys.argv[3]} round(s) {100 * semi['average']:.2f}")
+if "proposals" in sup and "proposals" in semi:  # a class-agnostic detector's proposals (BMN)
+    print(f"AR@100: supervised {100 * sup['proposals']['AR@100']:.2f}  ->  APL {100 * semi['proposals']['AR@100']:.2f}")
 PYEOF
