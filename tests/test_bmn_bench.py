@@ -90,3 +90,15 @@ def test_report_of_nothing_says_so(tmp_path):
     args = _args(tmp_path, ["--report"])
     text, record = bb.report(args)
     assert text.startswith("no finished run") and record["rows"] == {}
+
+
+def test_cost_bytes_at_the_published_sizes_by_hand_and_one_tiny_measurement():
+    import bench_bmn_cost as cost
+    anet = cost.published_rows()[0]                 # T = D = 100, N = 32, C = 128, batch 16
+    assert anet["weights_gb"] * 2 ** 30 == 100 * 32 * 100 * 100 * 4
+    assert anet["features_gb"] * 2 ** 30 == 16 * 128 * 32 * 100 * 100 * 4       # 2.44 GiB
+    assert anet["conv3d_gb"] * 2 ** 30 == 2 * 16 * 512 * 100 * 100 * 4          # output + gradient
+    assert anet["share"][16] == (anet["weights_gb"] + 2 * anet["features_gb"] + anet["conv3d_gb"]) / 16
+    got = cost.measure_one(8, 6, 4, channels=4, batch=2, repeats=1)
+    assert got["features_mb"] * 2 ** 20 == 2 * 4 * 4 * 6 * 8 * 4 and got["weights_mb"] * 2 ** 20 == 8 * 4 * 6 * 8 * 4
+    assert 0 < got["nonzero"] < 1 and got["forward_s"] >= 0 and got["backward_s"] >= 0
