@@ -8,7 +8,8 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      With pseudo.video_topk = k > 0, only predictions of the video's k most likely classes (the
      largest sums of joint scores) are considered; the others are rejected as 'other_class';
   2. scores positives and candidates with ICD (Eq. 10): positives with S < tau_icd are removed
-     (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both);
+     (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both),
+     with pseudo.mpp_overlap only those that double no accepted pseudo label of their class;
   In a later round, --previous names the round before's file and pseudo.carry_over what it keeps:
      thresholds: each video's tau_pos is at most the previous one; labels: that, and the previous
      pseudo labels that no new one overlaps at tIoU >= 0.5 (origin "previous_round") and its
@@ -101,14 +102,32 @@ def initial_status(pred, pcfg, tau_pos, in_class=None):
     return status
 
 
-def refine(status, icd, mode, pcfg):
-    """EAP and MPP (Sec. 3.2) -> (accepted mask, origin / reason per prediction)."""
+def refine(status, icd, mode, pcfg, pred=None):
+    """EAP and MPP (Sec. 3.2) -> (accepted mask, origin / reason per prediction). With
+    pseudo.mpp_overlap, MPP leaves out near-duplicates (distinct; pred: the video's predictions)."""
     eap, mpp = mode in ("eap", "both"), mode in ("mpp", "both")
     removed = eap & (status == "positive") & (icd < pcfg["tau_icd"])
     mined = mpp & (status == "candidate") & (icd > pcfg["sigma_icd"])
+    if pcfg["mpp_overlap"] is not None and mined.any():
+        mined = distinct(mined, (status == "positive") & ~removed, pred, pcfg["mpp_overlap"])
     accepted = ((status == "positive") & ~removed) | mined
     reason = np.where(mined, "mined", np.where(accepted, "positive", np.where(removed, "eap", status)))
     return accepted, reason
+
+
+def distinct(mined, kept, pred, overlap):
+    """The `mined` predictions that overlap no `kept` one of their class at tIoU >= overlap, taken by
+    descending joint score, each one taken counting as kept for the rest: a candidate that doubles
+    an accepted pseudo label adds no action, only a second boundary guess for one (a one-class
+    detector, BMN, labels every proposal of a video alike, so there every overlap counts)."""
+    kept, out = kept.copy(), np.zeros_like(mined)
+    segments, labels = pred["segments"], pred["labels"]
+    for i in np.flatnonzero(mined)[np.argsort(-pred["scores"][mined], kind="stable")]:
+        same = kept & (labels == labels[i])
+        if same.any() and segment_tiou(segments[i], segments[same]).max() >= overlap:
+            continue
+        out[i] = kept[i] = True
+    return out
 
 
 def thresholds(results, pcfg, masks=None):
@@ -277,7 +296,7 @@ def quality_table(results, icd, videos, pcfg, taus, written=None, classes=()):
         cfg = {**pcfg, "selection": selection}
         chosen = {}
         for vid, r in results.items():
-            accepted, _ = refine(initial_status(r, cfg, taus[vid], masks[vid]), icd[vid], mode, cfg)
+            accepted, _ = refine(initial_status(r, cfg, taus[vid], masks[vid]), icd[vid], mode, cfg, r)
             chosen[vid] = (r["segments"][accepted], r["labels"][accepted], r["scores"][accepted])
         rows[name] = quality(chosen, videos)
     if written is not None:  # entries by class name: a carried one may be hand-written
@@ -310,6 +329,10 @@ def main(argv=None):
     if pcfg["carry_over"] not in CARRY_OVER:
         raise ConfigError(f"config key pseudo.carry_over: expected one of {', '.join(CARRY_OVER)}, "
                           f"got {pcfg['carry_over']!r}")
+    overlap = pcfg["mpp_overlap"]
+    if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, (int, float))
+                                or not 0 < overlap <= 1):
+        raise ConfigError(f"config key pseudo.mpp_overlap: expected null or a tIoU in (0, 1], got {overlap!r}")
     carry = pcfg["carry_over"] if args.previous else "none"
     previous = previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference
@@ -334,7 +357,7 @@ def main(argv=None):
         taus = carried_thresholds(taus, previous[0])
     decisions = {}
     for vid, r in results.items():
-        accepted, reason = refine(initial_status(r, pcfg, taus[vid], masks[vid]), icd[vid], pcfg["icd"], pcfg)
+        accepted, reason = refine(initial_status(r, pcfg, taus[vid], masks[vid]), icd[vid], pcfg["icd"], pcfg, r)
         decisions[vid] = (accepted, reason, icd[vid])
 
     # 4. The pseudo-label file.

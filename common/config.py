@@ -143,6 +143,10 @@ DEFAULTS = {
         "icd": "both",                        # none | eap | mpp | both (Table 4)
         "tau_icd": 0.3,                       # EAP: positives with S_i < tau_icd are removed
         "sigma_icd": 0.7,                     # MPP: candidates with S_i > sigma_icd are promoted
+        # MPP promotes no near-duplicate: a candidate overlapping an accepted pseudo label of its class
+        # at tIoU >= mpp_overlap adds no action, only a second boundary guess (BMN's 100 proposals a
+        # video overlap heavily: README, "BMN"). null: every candidate with S_i > sigma_icd (the paper)
+        "mpp_overlap": None,
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
                                               # (sum of joint scores); 0: every class (the paper)
         # A later round (pseudo_label.py --previous FILE, the round before's file): none = select

@@ -16,7 +16,8 @@ from common.stage import run_main
 from common.synthetic import ensure_dataset
 
 PCFG = {"selection": "adaptive", "fixed_threshold": 0.3, "tau_neg": 0.15, "pos_std": 1.0,
-        "scope": "video", "icd": "both", "tau_icd": 0.3, "sigma_icd": 0.7, "video_topk": 0}
+        "scope": "video", "icd": "both", "tau_icd": 0.3, "sigma_icd": 0.7, "video_topk": 0,
+        "mpp_overlap": None}
 
 
 def test_tau_pos_for_a_known_score_list():
@@ -51,6 +52,28 @@ def test_eap_and_mpp_decisions_for_known_scores():
     # fixed selection: class score >= 0.3 is positive, whatever the joint score
     fixed = pseudo_label.initial_status(pred, {**PCFG, "selection": "fixed"}, tau_pos=0.5)
     assert fixed.tolist()[:4] == ["positive", "positive", "positive", "candidate"]
+
+
+def test_mpp_leaves_near_duplicates_out_by_hand():
+    # One positive [0, 10] of class 0, and candidates every one of which the ICD would promote:
+    #   1: [1, 10] class 0 doubles the positive (tIoU 9 / 10 = 0.9 >= 0.5): left out;
+    #   2: [0, 10] class 1, the positive's segment in another class: promoted;
+    #   3: [20, 30] class 0 (score 0.4) is new: promoted; 4: [21, 31] class 0 (score 0.3) then doubles
+    #      3 (tIoU 9 / 11 = 0.82): left out; 5: [25, 40] class 0 overlaps 3 by 5 / 20 = 0.25: promoted.
+    pred = {"segments": np.array([[0, 10], [1, 10], [0, 10], [20, 30], [21, 31], [25, 40]], dtype=float),
+            "labels": np.array([0, 0, 1, 0, 0, 0]), "scores": np.array([0.9, 0.45, 0.42, 0.4, 0.3, 0.2])}
+    status = np.array(["positive"] + ["candidate"] * 5)
+    accepted, reason = pseudo_label.refine(status, np.ones(6), "both", {**PCFG, "mpp_overlap": 0.5}, pred)
+    assert accepted.tolist() == [True, False, True, True, False, True]
+    assert reason.tolist() == ["positive", "candidate", "mined", "mined", "candidate", "mined"]
+    # 4 against 3 at 0.82: a stricter bar (0.85) promotes it too; null is the paper's MPP (all five)
+    assert pseudo_label.refine(status, np.ones(6), "both", {**PCFG, "mpp_overlap": 0.85}, pred)[0].tolist() == \
+        [True, False, True, True, True, True]
+    assert pseudo_label.refine(status, np.ones(6), "both", PCFG, pred)[0].all()
+    # a positive removed by EAP protects nothing: candidate 1 is promoted in its place
+    icd = np.array([0.1, 1, 1, 1, 1, 1])
+    accepted, reason = pseudo_label.refine(status, icd, "both", {**PCFG, "mpp_overlap": 0.5}, pred)
+    assert reason.tolist()[:2] == ["eap", "mined"]
 
 
 def test_video_classes_and_other_class_status_by_hand():
@@ -397,6 +420,15 @@ def test_unknown_carry_over_is_a_config_error(chain, tmp_path, capsys):
         run_main(pseudo_label.main, _args(chain["sets"] + ["pseudo.carry_over=all"]) + [
             "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
     assert info.value.code == 2 and "pseudo.carry_over" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "true"])
+def test_bad_mpp_overlap_is_a_config_error(chain, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        run_main(pseudo_label.main, _args(chain["sets"] + [f"pseudo.mpp_overlap={value}"]) + [
+            "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "pseudo.mpp_overlap" in err
 
 
 def test_rounding_never_carries_a_segment_past_the_video(tmp_path):
