@@ -16,6 +16,7 @@ the training seconds per iteration, the wall time and the peak resident memory (
 
   python benchmarks/bench_bmn.py                                  # ActivityNet-like, seeds 0 1 2
   python benchmarks/bench_bmn.py --actf-out outputs/repro_anet_clip --backgrounds all rejected
+  python benchmarks/bench_bmn.py --dataset thumos                # THUMOS-like: BMN with sliding windows
   python benchmarks/bench_bmn.py --report                         # the tables from the runs found
 """
 import argparse
@@ -36,6 +37,9 @@ from reproduce import ACTF, APL, Runner, is_anet, mean_std, method, run_dirs, sh
 DATASETS = {
     "anet": {"bmn": "configs/anet_synthetic_bmn.yaml", "actf": "configs/anet_synthetic.yaml",
              "splits": "data/synthetic_anet/splits", "paper": "ActivityNet v1.3"},
+    # BMN with sliding windows on the THUMOS-like data (common/windows.py), ActF on configs/default.yaml
+    "thumos": {"bmn": "configs/thumos_synthetic_bmn.yaml", "actf": "configs/default.yaml",
+               "splits": "data/synthetic_small/splits", "paper": "THUMOS14"},
 }
 # The paper's Table 1 (mAP %): {dataset: {ratio: {row: values}}}, ActivityNet v1.3 at 0.5 / 0.75 /
 # 0.95 / avg, THUMOS14 at 0.3 / 0.4 / 0.5 / 0.6 / 0.7 / avg. The paper has no BMN* row; NPL (BMN)

@@ -102,3 +102,12 @@ def test_cost_bytes_at_the_published_sizes_by_hand_and_one_tiny_measurement():
     got = cost.measure_one(8, 6, 4, channels=4, batch=2, repeats=1)
     assert got["features_mb"] * 2 ** 20 == 2 * 4 * 4 * 6 * 8 * 4 and got["weights_mb"] * 2 ** 20 == 8 * 4 * 6 * 8 * 4
     assert 0 < got["nonzero"] < 1 and got["forward_s"] >= 0 and got["backward_s"] >= 0
+
+
+def test_thumos_entry_runs_windowed_bmn_beside_the_default_actionformer(tmp_path):
+    args = _args(tmp_path, ["--dataset", "thumos"])
+    steps = bb.cell_steps(args, bb.runners(args), 0)
+    configs = [s[2][s[2].index("--config") + 1] for s in steps]
+    assert set(configs[:8]) == {"configs/thumos_synthetic_bmn.yaml"} and set(configs[8:]) == {"configs/default.yaml"}
+    assert "dataset.labeled_split=data/synthetic_small/splits/labeled_10pct.txt" in steps[1][2]
+    assert args.out.endswith("bench") and bb.PAPER["thumos"][10]["APL (BMN)"][-1] == 33.3
