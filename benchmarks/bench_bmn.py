@@ -261,6 +261,8 @@ def cost_lines(args, record):
     for seed in args.seeds:
         for detector, stage, run, log in stage_runs(args, seed):
             usage = read_json(usage_path(os.path.join(run, log + ".log"))) or {}
+            if log == "stage" and not os.path.exists(os.path.join(run, "done")):
+                continue  # a training run still going (or stopped): its figures are partial
             speed = per_iteration(run) if log == "stage" else None
             if usage or speed is not None:
                 table.setdefault((detector, stage), []).append((speed, usage.get("wall_s"), usage.get("max_rss_mb")))

@@ -60,6 +60,10 @@ def test_report_beside_the_paper_with_paired_gains_and_costs(tmp_path):
                 + json.dumps({"epoch": 1, "iters": 13, "seconds": 8.0}) + "\n")
     with open(reproduce.usage_path(os.path.join(sup, "stage.log")), "w") as f:
         json.dump({"wall_s": 20.0, "max_rss_mb": 512.0}, f)
+    open(os.path.join(sup, "done"), "w").close()
+    _, _, rounds = bb.bmn_dirs(args, 1)        # a round still training: left out of the cost
+    with open(os.path.join(rounds["all"], "log.jsonl"), "w") as f:
+        f.write(json.dumps({"epoch": 0, "iters": 10, "seconds": 50.0}) + "\n")
 
     text = bb.main(["--out", args.out, "--actf-out", args.actf_out, "--seeds", "0", "1",
                     "--backgrounds", "all", "rejected", "--report"])
@@ -80,6 +84,7 @@ def test_report_beside_the_paper_with_paired_gains_and_costs(tmp_path):
         "| the ActF round (APL (ActF) - its supervised detector) | +2.50 ± 0.71 |")
     # the cost: 13 s / 26 iterations = 0.5 s, one seed measured
     assert row("BMN") == "| BMN | supervised (BMN*) | 0.50 | 20.00 | 512.00 | 1 |"
+    assert not any("round (background all)" in line for line in lines)
     record = json.load(open(os.path.join(args.out, "bmn.json")))
     assert record["rows"]["ActF*"]["0"][3] == 30.0
     assert record["gains"]["APL (ActF) - ActF*"]["diffs"][3] == [22.0, 22.0]
