@@ -164,7 +164,9 @@ DEFAULTS = {
         # (left out of the classification loss); confident = background only where the detector's
         # own joint score is below background_thresh, the rest left out (common/losses.py).
         # rejected beat all in every (preset, seed) measured: hard x 3 seeds by +0.3 to +2.6, small
-        # by +0.6 (README, benchmarks/bench_presets.py); all is the paper's reading
+        # by +0.6 (README, benchmarks/bench_presets.py); all is the paper's reading. BMN (model.arch
+        # bmn) takes all or rejected, read on its labels (common/bmn.py uncertain_ignore); its
+        # configs keep all, which rejected trailed on the ActivityNet-like data (benchmarks/bench_bmn.py)
         "background": "rejected",
         "background_thresh": 0.1,
         # Class target of a pseudo label: hard = one-hot of its label (the paper); soft = spread over
