@@ -436,16 +436,18 @@ SCORE_MARGIN, SCORE_GROUP_BONUS, SCORE_SHARPNESS = 2.4, 1.6, 2.0
 SCORES_FILE = "video_scores.json"
 
 
-def classifier_probs(present, group_of, rng):
+def classifier_probs(present, group_of, rng, margin=SCORE_MARGIN, group_bonus=SCORE_GROUP_BONUS,
+                     sharpness=SCORE_SHARPNESS):
     """A video-level classifier's probabilities (C,) for a video holding the classes `present`:
-    right most often, wrong mostly inside their groups; each class present gets a high probability."""
+    right most often, wrong mostly inside their groups; each class present gets a high probability.
+    The ActivityNet-like dataset's (one class a video) is the same with its own parameters."""
     group_of = np.asarray(group_of)
-    base = SCORE_GROUP_BONUS * np.isin(group_of, group_of[list(present)]) + rng.standard_normal(len(group_of))
+    base = group_bonus * np.isin(group_of, group_of[list(present)]) + rng.standard_normal(len(group_of))
     out = np.zeros(len(group_of))
     for c in present:  # one softmax that favours each class present, averaged: two classes get ~0.4 each
         logits = base.copy()
-        logits[c] += SCORE_MARGIN
-        z = np.exp(SCORE_SHARPNESS * (logits - logits.max()))
+        logits[c] += margin
+        z = np.exp(sharpness * (logits - logits.max()))
         out += z / z.sum() / len(present)
     return out
 

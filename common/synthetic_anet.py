@@ -54,7 +54,7 @@ from statistics import NormalDist
 import numpy as np
 
 from common.data import DataError, data_error, load_annotations, make_split, write_split
-from common.synthetic import (_class_groups, _features, _frame_latents, _jitter, _place, _rng, _unit,
+from common.synthetic import (_class_groups, _features, _frame_latents, _jitter, _place, _rng, _unit, classifier_probs,
                               checked_params, dataset_stats, num_features, write_atomically)
 from common.video_scores import load_video_scores, top_k_accuracy, write_video_scores
 
@@ -202,15 +202,6 @@ def _distractors(p, rng, instances, length, label):
     return out
 
 
-def _classifier_probs(p, world, rng, label):
-    """A video-level classifier's probabilities: right most often, wrong mostly inside the group."""
-    logits = p.score_group_bonus * (world["group_of"] == world["group_of"][label]) \
-        + rng.standard_normal(len(world["names"]))
-    logits[label] += p.score_margin
-    z = p.score_sharpness * (logits - logits.max())
-    return np.exp(z) / np.exp(z).sum()
-
-
 def _make_video(p, world, seed, k, index, label, stratum, n_strata):
     """One video's annotation entry, its (T, D) features and its video-level probabilities."""
     rng = _rng(seed, 1 + k, index)
@@ -234,7 +225,8 @@ def _make_video(p, world, seed, k, index, label, stratum, n_strata):
     annotations = [{"label": world["names"][label], "segment": [s, e],
                     "segment(frames)": [round(s * fps, 2), round(e * fps, 2)], "label_id": int(label)}
                    for s, e in segments]
-    probs = _classifier_probs(p, world, _rng(seed, 7 + k, index), label)  # its own stream
+    probs = classifier_probs([label], world["group_of"], _rng(seed, 7 + k, index), p.score_margin,
+                             p.score_group_bonus, p.score_sharpness)  # its own stream
     return {"subset": SUBSETS[k], "duration": duration, "fps": fps, "annotations": annotations}, feats, probs
 
 
