@@ -176,6 +176,12 @@ DEFAULTS = {
         "class_target": "soft",
         "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos
         "warmup_epochs": 1,
+        # Perturbed input for the pseudo-labeled videos (not in the paper): the labels come from the
+        # detector's clean view, the round trains on a noisier one (Noisy Student). feature_dropout:
+        # each feature value zeroed with this probability (the rest scaled by 1 / (1 - p));
+        # feature_noise: Gaussian noise of this many times the video's feature std (common/losses.py)
+        "feature_dropout": 0.0,
+        "feature_noise": 0.0,
     },
     "test": {
         "pre_nms_thresh": 0.001,
@@ -307,6 +313,12 @@ def check_recipe(cfg):
         raise ConfigError("config key dataset.video_scores: required when dataset.class_agnostic is true "
                           "(the video-level classifier that labels the proposals)")
     check_window(cfg)
+    scfg = cfg["semi"]
+    if not 0.0 <= scfg["feature_dropout"] < 1.0:
+        raise ConfigError(f"config key semi.feature_dropout: expected a probability in [0, 1), "
+                          f"got {scfg['feature_dropout']!r}")
+    if not scfg["feature_noise"] >= 0.0:
+        raise ConfigError(f"config key semi.feature_noise: expected a number >= 0, got {scfg['feature_noise']!r}")
     if not _positive_int(tcfg["video_topk"]):
         raise ConfigError(f"config key test.video_topk: expected a positive integer, got {tcfg['video_topk']!r}")
     if tcfg["voting"] and not tcfg["class_agnostic"]:

@@ -306,10 +306,30 @@ def with_acp(model, outputs, batch, cfg, parts):
     return parts
 
 
+def perturbed(feats, mask, scfg):
+    """The pseudo-labeled videos' input as the round trains on it (semi.feature_dropout,
+    semi.feature_noise): feats (B, C, T), mask (B, T). Noise is scaled by each video's std over its
+    valid steps; padding stays zero. Draws from torch's generator (seeded by the stage)."""
+    p, sigma = scfg["feature_dropout"], scfg["feature_noise"]
+    if p == 0 and sigma == 0:
+        return feats
+    valid = mask[:, None, :].to(feats.dtype)
+    out = feats
+    if sigma > 0:
+        n = (valid.sum(dim=(1, 2), keepdim=True) * feats.shape[1]).clamp(min=1)
+        mean = (feats * valid).sum(dim=(1, 2), keepdim=True) / n
+        std = (((feats - mean) * valid) ** 2).sum(dim=(1, 2), keepdim=True).div(n).sqrt()
+        out = out + sigma * std * torch.randn_like(feats)
+    if p > 0:
+        out = F.dropout(out, p, training=True)
+    return out * valid
+
+
 def pseudo_labeled_loss(model, batch, cfg, normalizer):
     """Loss on pseudo-labeled videos: the detector's (with semi.background's rule for the points
-    outside the pseudo labels) and, with ACP, lambda_acp * L_acp^u (Eq. 12)."""
-    outputs = model(batch["feats"], batch["mask"])
+    outside the pseudo labels) and, with ACP, lambda_acp * L_acp^u (Eq. 12). The detector sees the
+    input perturbed by semi.feature_dropout / feature_noise (none by default)."""
+    outputs = model(perturbed(batch["feats"], batch["mask"], cfg["semi"]), batch["mask"])
     return with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=True))
 
 

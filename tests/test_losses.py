@@ -221,3 +221,33 @@ def test_rejected_regions_are_left_out_by_hand():
     got = uncertain_background(outputs, targets, _semi_cfg("rejected"), points, [torch.zeros(0, 2)])
     assert not got.any()
     assert uncertain_background(outputs, targets, _semi_cfg("rejected"), points, None) is None
+
+
+def test_perturbed_input_by_hand():
+    from common.losses import perturbed
+    # Two videos, one channel. Video 0: values 1, 3 (mean 2, std 1 over its valid steps); video 1:
+    # values 4, 4 and one padded step (std 0: no noise). Noise 0.5 adds 0.5 * std * N(0, 1), with
+    # torch's own draws; padding stays zero.
+    feats = torch.tensor([[[1.0, 3.0, 0.0]], [[4.0, 4.0, 0.0]]])
+    mask = torch.tensor([[True, True, False], [True, True, False]])
+    off = {"feature_dropout": 0.0, "feature_noise": 0.0}
+    assert perturbed(feats, mask, off) is feats
+    torch.manual_seed(3)
+    draws = torch.randn(2, 1, 3)
+    torch.manual_seed(3)
+    got = perturbed(feats, mask, {"feature_dropout": 0.0, "feature_noise": 0.5})
+    expected = (feats + 0.5 * torch.tensor([1.0, 0.0])[:, None, None] * draws) * mask[:, None]
+    assert torch.allclose(got, expected)
+    # dropout 0.5: each value kept (x 2) or zeroed, about half of many values kept
+    torch.manual_seed(0)
+    big = torch.ones(1, 64, 100)
+    got = perturbed(big, torch.ones(1, 100, dtype=torch.bool), {"feature_dropout": 0.5, "feature_noise": 0.0})
+    assert set(got.unique().tolist()) == {0.0, 2.0}
+    assert 0.45 < (got > 0).float().mean().item() < 0.55
+
+
+@pytest.mark.parametrize("key,value", [("feature_dropout", 1.0), ("feature_dropout", -0.1), ("feature_noise", -1.0)])
+def test_perturbed_input_config_errors(key, value):
+    from common.config import load_config
+    with pytest.raises(ConfigError, match=f"semi.{key}"):
+        load_config(None, [f"semi.{key}={value}"])
