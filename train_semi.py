@@ -32,13 +32,14 @@ from common.engine import (ModelEma, append_jsonl, build_optimizer, build_schedu
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, pseudo_class_targets
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, detector_parts,
-                          labeled_ids, load_data, load_weights, make_parser, prepare_run, run_main,
+                          labeled_ids, load_data, make_parser, prepare_run, run_main, start_from,
                           training_dataset)
 
 
 def parse_args(argv=None):
     parser = add_common_args(make_parser(__doc__))
-    parser.add_argument("--init", required=True, help="the checkpoint to start from (its EMA weights)")
+    parser.add_argument("--init", required=True, help="the checkpoint to start from (its EMA weights): the supervised detector's "
+                        "or a previous round's; pretrain_acp.py's trains a fresh student (heads from scratch)")
     parser.add_argument("--pseudo-labels", required=True, help="pseudo_label.py's JSON (hand edits welcome)")
     parser.add_argument("--out", required=True, help="output folder (last.pt, config.yaml, log.jsonl)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -126,7 +127,7 @@ def main(argv=None):
 
     # 3. Detector from --init, fresh optimiser and schedule for this round.
     model = build_detector(cfg, classes, device)
-    load_weights(model, init, args.init)
+    start_from(model, init, args.init, cfg)
     tcfg = {**cfg["train"], "epochs": cfg["semi"]["epochs"], "warmup_epochs": cfg["semi"]["warmup_epochs"]}
     optimizer = build_optimizer(model, tcfg)
     iters = iters_per_epoch(len(unlabeled), tcfg["batch_size"])

@@ -22,17 +22,15 @@ import functools
 import os
 
 
-from common.checkpoint import (eval_weights, load_checkpoint, load_pretrained, restore_training_state,
-                               save_checkpoint, training_state)
+from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import save_config
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
                            make_loader, train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer
-from common.stage import (add_common_args, build_detector, check_arch, check_weights, config_from_args,
-                          detector_parts, labeled_ids, load_data, make_parser, prepare_run, run_main,
-                          training_dataset)
+from common.stage import (add_common_args, build_detector, config_from_args, detector_parts, labeled_ids,
+                          load_data, make_parser, prepare_run, run_main, start_from, training_dataset)
 
 
 def parse_args(argv=None):
@@ -41,21 +39,6 @@ def parse_args(argv=None):
     parser.add_argument("--init", help="checkpoint whose weights start the detector (e.g. pretrain_acp.py's)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     return parser.parse_args(argv)
-
-
-def initialise(model, ema, path, cfg):
-    """--init: a full detector checkpoint, or pre-trained parts with fresh heads (listed), of the
-    config's model.arch."""
-    ckpt = load_checkpoint(path)
-    check_weights(ckpt, path)
-    check_arch(ckpt, cfg, path)  # another detector is named here, not by the keys it lacks
-    fresh = load_pretrained(model, eval_weights(ckpt), path, detector_parts(cfg).head_prefixes)
-    ema.module.load_state_dict(model.state_dict())
-    if fresh:
-        parts = ", ".join(sorted({k.split(".")[0] for k in fresh}))
-        print(f"init from {path}: {len(fresh)} tensors start fresh ({parts})")
-    else:
-        print(f"init from {path}: all weights loaded")
 
 
 def main(argv=None):
@@ -82,7 +65,8 @@ def main(argv=None):
     if args.resume and os.path.exists(last):
         start_epoch, step = restore_training_state(last, model, ema, optimizer, scheduler, [normalizer])
     elif args.init:
-        initialise(model, ema, args.init, cfg)
+        start_from(model, load_checkpoint(args.init), args.init, cfg)
+        ema.module.load_state_dict(model.state_dict())
     save_config(cfg, os.path.join(args.out, "config.yaml"))
 
     # 4. Train; a checkpoint after every epoch.

@@ -12,7 +12,7 @@ A variant is a name and the overrides of its pseudo-label and semi-supervised st
 has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
 a pseudo label's class target is its label alone, tau_neg 0.15, tau_pos = mean + 1 std, each round
 selected afresh; `round_init=supervised` among a variant's overrides starts
-each of its rounds from the supervised weights). Finished steps under --out are reused, and several copies
+each of its rounds from the supervised weights, `round_init=acp` from the ACP pre-trained ones). Finished steps under --out are reused, and several copies
 of the command share the work through lock files (OMP_NUM_THREADS=1 each on the CPU).
 
 Prints per preset: avg mAP (%) as mean ± sample std over the seeds that finished, the share of the
@@ -71,14 +71,18 @@ def evaluation(label, sets, run):
                                           "--no-per-class"], metrics, os.path.join(run, "evaluate.log"))
 
 
+ROUND_INITS = ("previous", "supervised", "acp")
+
+
 def variant_overrides(sets):
-    """A variant's config overrides, and whether its rounds start from the supervised detector:
-    `round_init=supervised` (each round trains from the supervised weights on the pseudo labels
-    of the round before's detector) or `round_init=previous` (from the round before, the default)."""
+    """A variant's config overrides, and where its rounds start: `round_init=previous` (from the
+    round before's detector, the default), `supervised` (each round from the supervised weights, on
+    the pseudo labels of the round before's detector) or `acp` (a fresh student: each round from
+    the ACP pre-trained weights, heads from scratch, on labeled and pseudo-labeled videos)."""
     inits = [s.partition("=")[2] for s in sets if s.startswith("round_init=")]
-    if any(i not in ("supervised", "previous") for i in inits):
-        raise SystemExit(f"round_init: expected supervised or previous, got {inits}")
-    return [s for s in sets if not s.startswith("round_init=")], inits[-1:] == ["supervised"]
+    if any(i not in ROUND_INITS for i in inits):
+        raise SystemExit(f"round_init: expected one of {', '.join(ROUND_INITS)}, got {inits}")
+    return [s for s in sets if not s.startswith("round_init=")], (inits or ["previous"])[-1]
 
 
 def semi_steps(label, sets, init, pl, run, pl_script="pseudo_label.py", start=None, previous=None):
@@ -106,13 +110,14 @@ def cell_steps(args, preset, seed):
               os.path.join(sup, "done"), os.path.join(sup, "stage.log")),
              evaluation(label, sets, sup)]
     for name in args.variants:
-        overrides, from_supervised = variant_overrides(args.variant_sets[name])
+        overrides, round_init = variant_overrides(args.variant_sets[name])
+        start = {"supervised": init, "acp": os.path.join(acp, "last.pt")}.get(round_init)
         vsets = args_of(args, preset, seed, overrides)
         prev, prev_pl = init, None
         for r in range(1, args.rounds + 1):
             run = os.path.join(base, name, f"round{r}")
             steps += semi_steps(f"{label}, {name} round {r}", vsets, prev, os.path.join(run, "pseudo_labels.json"), run,
-                                start=init if from_supervised else prev, previous=prev_pl)
+                                start=start or prev, previous=prev_pl)
             prev, prev_pl = os.path.join(run, "last.pt"), os.path.join(run, "pseudo_labels.json")
     if args.oracle:
         run = os.path.join(base, "oracle")

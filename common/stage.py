@@ -124,6 +124,20 @@ def load_weights(model, ckpt, path):
     load_pretrained(model, eval_weights(ckpt), path)
 
 
+def start_from(model, ckpt, path, cfg):
+    """--init of a training stage: a whole detector's checkpoint, or pretrain_acp.py's pre-trained
+    parts with the heads (and the ICD) fresh, which it lists; any other gap names file and key."""
+    check_weights(ckpt, path)
+    check_arch(ckpt, cfg, path)  # another detector is named here, not by the keys it lacks
+    fresh = load_pretrained(model, eval_weights(ckpt), path, detector_parts(cfg).head_prefixes)
+    if fresh:
+        parts = ", ".join(sorted({k.split(".")[0] for k in fresh}))
+        print(f"init from {path}: {len(fresh)} tensors start fresh ({parts})")
+    else:
+        print(f"init from {path}: all weights loaded")
+    return fresh
+
+
 # Labeled ratios of the paper's experiments (Table 1); their splits are written beside the data.
 SPLIT_RATIOS = (10, 20, 40, 60)
 

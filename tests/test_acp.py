@@ -2,6 +2,7 @@
 pre-training -> detector hand-over, and the whole chain with pre-training."""
 import json
 import math
+import os
 
 import pytest
 from conftest import stage_args
@@ -92,7 +93,7 @@ TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.windo
         "acp.warmup_epochs=1", "acp.segments=8", "pseudo.tau_neg=0.0", "pseudo.pos_std=0.0"]
 
 
-def test_chain_with_pretraining(tmp_path):
+def test_chain_with_pretraining(tmp_path, capsys):
     root = str(tmp_path / "tiny")
     ensure_dataset(root, "tiny", 0)
     sets = TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
@@ -113,6 +114,13 @@ def test_chain_with_pretraining(tmp_path):
     assert 0.0 <= metrics["average"] <= 1.0
     logs = [json.loads(l) for l in open(out / "semi" / "log.jsonl")]
     assert "acp_loss" in logs[0] and "u_acp_loss" in logs[0]  # L_acp^s and L_acp^u of Eq. (12)
+    # A fresh student: the round from the pre-trained parts, heads and ICD from scratch (listed)
+    train_semi.main(args + ["--init", str(out / "acp" / "last.pt"), "--pseudo-labels", str(out / "pl.json"),
+                            "--out", str(out / "student")])
+    inits = [line for line in capsys.readouterr().out.splitlines() if line.startswith("init from")]
+    assert inits[-1].endswith("start fresh (cls_out, cls_trunk, icd, quality_out, reg_out, reg_scale, reg_trunk)")
+    student = load_checkpoint(str(out / "student" / "last.pt"))
+    assert student["parents"]["init"] == os.path.abspath(out / "acp" / "last.pt")
 
 
 def test_tsne_pictures(tmp_path, capsys):

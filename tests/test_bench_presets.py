@@ -50,6 +50,19 @@ def test_round_init_supervised_starts_every_round_from_the_supervised_detector(t
     assert "semi.class_target=soft" in steps[4][2] and "round_init=supervised" not in steps[4][2]
 
 
+def test_round_init_acp_starts_every_round_from_the_pretrained_weights(tmp_path):
+    args = bp.parse_args(["--presets", "hard", "--seeds", "0", "--variants", "student", "--variant",
+                          "student=round_init=acp", "--out", str(tmp_path), "--no-oracle"])
+    steps = [s for s in bp.cell_steps(args, "hard", 0) if "student round" in s[0]]
+    acp = os.path.join(str(tmp_path), "hard", "seed0", "acp", "last.pt")
+    round1 = os.path.join(str(tmp_path), "hard", "seed0", "student", "round1", "last.pt")
+    value = lambda step, flag: step[2][step[2].index(flag) + 1]  # noqa: E731
+    assert value(steps[3], "--checkpoint") == round1
+    assert value(steps[1], "--init") == acp and value(steps[4], "--init") == acp
+    with pytest.raises(SystemExit, match="round_init"):
+        bp.variant_overrides(["round_init=scratch"])
+
+
 def test_report_pairs_seeds_and_the_check_fails_loudly(tmp_path):
     out = tmp_path
     for seed, sup, oracle, paper, mine in ((0, 20.0, 60.0, 19.0, 24.0), (1, 22.0, 58.0, 23.0, 25.0)):
