@@ -140,6 +140,16 @@ def thresholds(results, pcfg, masks=None):
     return {vid: adaptive_threshold(s, pcfg["tau_neg"], pcfg["pos_std"]) for vid, s in scores.items()}
 
 
+def low_scores(reason, scores, tau_ignore):
+    """pseudo.tau_ignore: the predictions below tau_neg whose joint score is above tau_ignore are
+    listed as rejected ("low_score"), so that semi.background: rejected leaves them out of the
+    classification loss instead of training them as background; tau_pos is still set from the
+    scores above tau_neg (Eq. 6). None: nothing below tau_neg is listed (the paper)."""
+    if tau_ignore is None:
+        return reason
+    return np.where((reason == "below_tau_neg") & (scores > tau_ignore), "low_score", reason).astype(reason.dtype)
+
+
 # ---------------------------------------------------------------- a later round (pseudo.carry_over)
 
 CARRY_OVER = ("none", "thresholds", "labels")
@@ -329,6 +339,11 @@ def main(argv=None):
     if pcfg["carry_over"] not in CARRY_OVER:
         raise ConfigError(f"config key pseudo.carry_over: expected one of {', '.join(CARRY_OVER)}, "
                           f"got {pcfg['carry_over']!r}")
+    ignore = pcfg["tau_ignore"]
+    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, (int, float))
+                               or not 0 <= ignore < pcfg["tau_neg"]):
+        raise ConfigError(f"config key pseudo.tau_ignore: expected null or a joint score in [0, tau_neg "
+                          f"{pcfg['tau_neg']}), got {ignore!r}")
     overlap = pcfg["mpp_overlap"]
     if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, (int, float))
                                 or not 0 < overlap <= 1):
@@ -358,14 +373,14 @@ def main(argv=None):
     decisions = {}
     for vid, r in results.items():
         accepted, reason = refine(initial_status(r, pcfg, taus[vid], masks[vid]), icd[vid], pcfg["icd"], pcfg, r)
-        decisions[vid] = (accepted, reason, icd[vid])
+        decisions[vid] = (accepted, low_scores(reason, r["scores"], pcfg["tau_ignore"]), icd[vid])
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])
     counts = {"videos": len(ids), "positive": int((reasons == "positive").sum()),
               "mined": int((reasons == "mined").sum()), "removed_eap": int((reasons == "eap").sum()),
               "candidate": int((reasons == "candidate").sum()), "other_class": int((reasons == "other_class").sum()),
-              "below_tau_neg": int((reasons == "below_tau_neg").sum())}
+              "low_score": int((reasons == "low_score").sum()), "below_tau_neg": int((reasons == "below_tau_neg").sum())}
     agnostic = {} if probs is None else {"class_agnostic": (
         f"proposals of a one-class detector; label: the top-1 class of the video in "
         f"{os.path.abspath(dcfg['video_scores'])}; class_scores: its top {CLASS_TOPK} classes there; "
@@ -384,6 +399,7 @@ def main(argv=None):
           f"({counts['positive']} positive, {counts['mined']} mined by MPP, "
           + (f"{counts['previous_round']} kept from the previous round, " if carry == "labels" else "")
           + f"{counts['removed_eap']} removed by EAP, {counts['candidate']} candidates left out"
+          + (f", {counts['low_score']} below tau_neg listed as rejected" if pcfg["tau_ignore"] is not None else "")
           + (f", {counts['previous_rejected']} of the previous round's" if carry == "labels" else "") + ")")
 
     # 5. Quality against the ground truth, when the unlabeled videos have it.

@@ -138,6 +138,10 @@ DEFAULTS = {
         "selection": "adaptive",              # fixed: class score >= fixed_threshold (the baseline)
         "fixed_threshold": 0.3,
         "tau_neg": 0.15,                      # Eq. (6): joint scores <= tau_neg are dropped
+        # Predictions with a joint score in (tau_ignore, tau_neg] are listed as rejected ("low_score"):
+        # semi.background rejected leaves them out of the classification loss instead of training
+        # them as background; tau_pos still comes from the scores above tau_neg. null: none (the paper)
+        "tau_ignore": None,
         "pos_std": 1.0,                       # tau_pos = mean + pos_std * std of the remaining scores
         "scope": "video",                     # tau_pos per video, or one over the whole unlabeled set
         "icd": "both",                        # none | eap | mpp | both (Table 4)

@@ -102,6 +102,16 @@ def test_video_classes_and_other_class_status_by_hand():
     assert pseudo_label.class_mask(pred, PCFG).all()  # video_topk 0: every class (the paper)
 
 
+def test_low_scores_are_listed_as_rejected_by_hand():
+    # tau_neg 0.15, tau_ignore 0.05: the 0.1 below tau_neg is listed (low_score), the 0.05 (not
+    # above tau_ignore) and the 0.01 are not; decisions above tau_neg are untouched
+    reason = np.array(["positive", "candidate", "below_tau_neg", "below_tau_neg", "below_tau_neg"])
+    scores = np.array([0.6, 0.2, 0.1, 0.05, 0.01])
+    got = pseudo_label.low_scores(reason, scores, 0.05)
+    assert got.tolist() == ["positive", "candidate", "low_score", "below_tau_neg", "below_tau_neg"]
+    assert pseudo_label.low_scores(reason, scores, None) is reason  # null: the paper's file
+
+
 def test_quality_measures_by_hand():
     class V:
         segments = np.array([[0.0, 10.0], [20.0, 30.0]])
@@ -420,6 +430,29 @@ def test_unknown_carry_over_is_a_config_error(chain, tmp_path, capsys):
         run_main(pseudo_label.main, _args(chain["sets"] + ["pseudo.carry_over=all"]) + [
             "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
     assert info.value.code == 2 and "pseudo.carry_over" in capsys.readouterr().err
+
+
+def test_low_scores_are_written_as_rejected_and_left_out(chain, tmp_path):
+    out, sets = chain["out"], chain["sets"] + ["pseudo.tau_neg=0.3", "pseudo.tau_ignore=0.0"]
+    pseudo_label.main(_args(sets) + ["--checkpoint", str(out / "sup" / "last.pt"), "--out", str(tmp_path / "pl.json")])
+    data = json.load(open(tmp_path / "pl.json"))
+    low = [e for v in data["database"].values() for e in v["rejected"] if e["reason"] == "low_score"]
+    assert low and all(0.0 < e["score"] <= 0.3 for e in low)
+    assert data["meta"]["counts"]["low_score"] == len(low) and data["meta"]["tau_ignore"] == 0.0
+    assert all(e["score"] > 0.3 for v in data["database"].values() for e in v["annotations"])
+    train_semi.main(_args(sets) + ["--init", str(out / "sup" / "last.pt"), "--pseudo-labels",
+                                   str(tmp_path / "pl.json"), "--out", str(tmp_path / "semi")])
+    log = [json.loads(line) for line in open(tmp_path / "semi" / "log.jsonl")]
+    assert log[-1]["u_num_ignored"] > 0
+
+
+@pytest.mark.parametrize("value", ["0.15", "-0.1", "true"])
+def test_bad_tau_ignore_is_a_config_error(chain, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        run_main(pseudo_label.main, _args(chain["sets"] + ["pseudo.tau_neg=0.15", f"pseudo.tau_ignore={value}"]) + [
+            "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "pseudo.tau_ignore" in err
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "true"])
