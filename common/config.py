@@ -183,7 +183,8 @@ DEFAULTS = {
         # Perturbed input for the pseudo-labeled videos (not in the paper): the labels come from the
         # detector's clean view, the round trains on a noisier one (Noisy Student). feature_dropout:
         # each feature value zeroed with this probability (the rest scaled by 1 / (1 - p));
-        # feature_noise: Gaussian noise of this many times the video's feature std (common/losses.py)
+        # feature_noise: Gaussian noise of this many times the video's feature std (common/losses.py
+        # perturbed; both detectors)
         "feature_dropout": 0.0,
         "feature_noise": 0.0,
     },

@@ -251,3 +251,30 @@ def test_perturbed_input_config_errors(key, value):
     from common.config import load_config
     with pytest.raises(ConfigError, match=f"semi.{key}"):
         load_config(None, [f"semi.{key}={value}"])
+
+
+@pytest.mark.parametrize("detector", ["actionformer", "bmn"])
+def test_both_detectors_train_on_the_perturbed_input(detector):
+    # Each detector's pseudo-labeled loss hands the model perturbed(feats): the same draws as a
+    # direct call from the same seed; the clean input itself when both settings are 0.
+    from common.bmn_detector import pseudo_labeled_loss as bmn_loss_u
+    from common.config import load_config
+    from common.losses import perturbed, pseudo_labeled_loss
+
+    class Seen(Exception):
+        pass
+
+    def model(feats, mask):
+        raise Seen(feats)
+
+    loss_u = {"actionformer": pseudo_labeled_loss, "bmn": bmn_loss_u}[detector]
+    batch = {"feats": torch.arange(12.0).reshape(1, 3, 4), "mask": torch.ones(1, 4, dtype=torch.bool)}
+    for sets in (["semi.feature_dropout=0.5", "semi.feature_noise=0.3"], []):
+        cfg = load_config(None, sets)
+        torch.manual_seed(5)
+        with pytest.raises(Seen) as seen:
+            loss_u(model, batch, cfg, 1.0)
+        torch.manual_seed(5)
+        expected = perturbed(batch["feats"], batch["mask"], cfg["semi"])
+        assert torch.equal(seen.value.args[0], expected)
+    assert seen.value.args[0] is batch["feats"]
