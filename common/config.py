@@ -142,7 +142,8 @@ DEFAULTS = {
         # semi.background rejected leaves them out of the classification loss instead of training
         # them as background; tau_pos still comes from the scores above tau_neg. null: none (the paper).
         # 0.05 did worse than none on seed 0 (blurry -0.38 against -0.16 over supervised, confusable
-        # +0.90 against +4.76): the low scores are mostly distractors, worth training as background
+        # +0.90 against +4.76): 39% of those predictions lie mostly on background (confusable; 36% on
+        # blurry), false alarms the round no longer trains as background
         "tau_ignore": None,
         "pos_std": 1.0,                       # tau_pos = mean + pos_std * std of the remaining scores
         "scope": "video",                     # tau_pos per video, or one over the whole unlabeled set
