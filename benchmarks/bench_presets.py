@@ -10,9 +10,10 @@ stage scripts with the config's defaults:
 and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos.
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
 has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
-a pseudo label's class target is its label alone, tau_neg 0.15, tau_pos = mean + 1 std, each round
-selected afresh; `round_init=supervised` among a variant's overrides starts
-each of its rounds from the supervised weights, `round_init=acp` from the ACP pre-trained ones). Finished steps under --out are reused, and several copies
+a pseudo label's class target is its label alone, beta 2, tau_neg 0.15, tau_pos = mean + 1 std,
+each round selected afresh; `round_init=supervised` among a variant's overrides starts each of
+its rounds from the supervised weights, `round_init=acp` from the ACP pre-trained ones). Finished
+steps under --out are reused, and several copies
 of the command share the work through lock files (OMP_NUM_THREADS=1 each on the CPU).
 
 Prints per preset: avg mAP (%) as mean ± sample std over the seeds that finished, the share of the
@@ -44,8 +45,8 @@ PRESET_NAMES = ["small"] + list(PRESETS)
 # The paper's reading of the round, next to whatever the defaults are now.
 VARIANTS = {
     "default": [],
-    "paper": ["semi.background=all", "semi.class_target=hard", "pseudo.tau_neg=0.15", "pseudo.pos_std=1.0",
-              "pseudo.carry_over=none"],
+    "paper": ["semi.background=all", "semi.class_target=hard", "semi.beta=2.0", "pseudo.tau_neg=0.15",
+              "pseudo.pos_std=1.0", "pseudo.carry_over=none"],
 }
 PLAIN = ["model.alqa=none", "acp.mode=none"]
 
