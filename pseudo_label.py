@@ -107,7 +107,9 @@ def refine(status, icd, mode, pcfg, pred=None):
     pseudo.mpp_overlap, MPP leaves out near-duplicates (distinct; pred: the video's predictions)."""
     eap, mpp = mode in ("eap", "both"), mode in ("mpp", "both")
     removed = eap & (status == "positive") & (icd < pcfg["tau_icd"])
-    mined = mpp & (status == "candidate") & (icd > pcfg["sigma_icd"])
+    # pseudo.mpp_tiou: the ALQA head's predicted tIoU decides instead of S_i (README, "What the scores rank")
+    promote = icd > pcfg["sigma_icd"] if pcfg["mpp_tiou"] is None else pred["tiou"] >= pcfg["mpp_tiou"]
+    mined = mpp & (status == "candidate") & promote
     if pcfg["mpp_overlap"] is not None and mined.any():
         mined = distinct(mined, (status == "positive") & ~removed, pred, pcfg["mpp_overlap"])
     accepted = ((status == "positive") & ~removed) | mined
@@ -348,6 +350,13 @@ def main(argv=None):
     if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, (int, float))
                                 or not 0 < overlap <= 1):
         raise ConfigError(f"config key pseudo.mpp_overlap: expected null or a tIoU in (0, 1], got {overlap!r}")
+    by_tiou = pcfg["mpp_tiou"]
+    if by_tiou is not None and (isinstance(by_tiou, bool) or not isinstance(by_tiou, (int, float))
+                                or not 0 < by_tiou <= 1):
+        raise ConfigError(f"config key pseudo.mpp_tiou: expected null or a predicted tIoU in (0, 1], got {by_tiou!r}")
+    if by_tiou is not None and (cfg["model"]["arch"] != "actionformer" or cfg["model"]["alqa"] not in ("tiou", "tiou_tnd")):
+        raise ConfigError(f"config key pseudo.mpp_tiou: needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd), "
+                          f"got model.arch {cfg['model']['arch']}, model.alqa {cfg['model']['alqa']}")
     carry = pcfg["carry_over"] if args.previous else "none"
     previous = previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference

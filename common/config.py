@@ -154,6 +154,9 @@ DEFAULTS = {
         # at tIoU >= mpp_overlap adds no action, only a second boundary guess (BMN's 100 proposals a
         # video overlap heavily: README, "BMN"). null: every candidate with S_i > sigma_icd (the paper)
         "mpp_overlap": None,
+        # MPP promotes a candidate whose predicted tIoU (ALQA's head) is >= mpp_tiou instead of one
+        # whose S_i > sigma_icd (not in the paper). null: S_i decides (the paper)
+        "mpp_tiou": None,
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
                                               # (sum of joint scores); 0: every class (the paper)
         # A later round (pseudo_label.py --previous FILE, the round before's file): none = select
@@ -187,6 +190,10 @@ DEFAULTS = {
         # (both with background rejected) in every (preset, seed) pair measured: hard x 3 seeds by
         # +1.5 / +2.7 / +1.8, small by +1.1 (README). No effect with dataset.class_agnostic (one class)
         "class_target": "soft",
+        # Candidates (the file's rejected entries with reason candidate: joint score between tau_neg
+        # and the video's tau_pos, not mined by MPP) as pseudo labels whose class target is scaled by
+        # this weight (not in the paper): 0 leaves them out of the classification loss as rejected
+        "candidate_weight": 0.0,
         "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos
         "warmup_epochs": 1,
         # Perturbed input for the pseudo-labeled videos (not in the paper): the labels come from the
@@ -331,6 +338,12 @@ def check_recipe(cfg):
     if not 0.0 <= scfg["feature_dropout"] < 1.0:
         raise ConfigError(f"config key semi.feature_dropout: expected a probability in [0, 1), "
                           f"got {scfg['feature_dropout']!r}")
+    if not 0.0 <= scfg["candidate_weight"] <= 1.0:
+        raise ConfigError(f"config key semi.candidate_weight: expected a number in [0, 1], "
+                          f"got {scfg['candidate_weight']!r}")
+    if scfg["candidate_weight"] > 0 and dcfg["class_agnostic"]:
+        raise ConfigError("config key semi.candidate_weight: a weighted candidate needs class targets, which a "
+                          "class-agnostic detector (dataset.class_agnostic: true) drops; set it 0")
     if not scfg["feature_noise"] >= 0.0:
         raise ConfigError(f"config key semi.feature_noise: expected a number >= 0, got {scfg['feature_noise']!r}")
     if not _positive_int(tcfg["video_topk"]):

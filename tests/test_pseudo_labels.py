@@ -11,13 +11,13 @@ import evaluate
 import pseudo_label
 import train_semi
 import train_supervised
-from common.data import load_annotations
+from common.data import DataError, load_annotations
 from common.stage import run_main
 from common.synthetic import ensure_dataset
 
 PCFG = {"selection": "adaptive", "fixed_threshold": 0.3, "tau_neg": 0.15, "pos_std": 1.0,
         "scope": "video", "icd": "both", "tau_icd": 0.3, "sigma_icd": 0.7, "video_topk": 0,
-        "mpp_overlap": None}
+        "mpp_overlap": None, "mpp_tiou": None}
 
 
 def test_tau_pos_for_a_known_score_list():
@@ -74,6 +74,47 @@ def test_mpp_leaves_near_duplicates_out_by_hand():
     icd = np.array([0.1, 1, 1, 1, 1, 1])
     accepted, reason = pseudo_label.refine(status, icd, "both", {**PCFG, "mpp_overlap": 0.5}, pred)
     assert reason.tolist()[:2] == ["eap", "mined"]
+
+
+def test_mpp_by_predicted_tiou_by_hand():
+    # pseudo.mpp_tiou 0.9: MPP promotes the candidates whose predicted tIoU is >= 0.9, whatever S_i;
+    # EAP still reads S_i. Candidate 2 (tIoU 0.95, S 0.1) is promoted, 3 (0.9 exactly) too, 4 (0.85,
+    # S 0.99) is not; the positive with S 0.2 is removed by EAP; below tau_neg (tIoU 0.99) never.
+    status = np.array(["positive", "positive", "candidate", "candidate", "candidate", "below_tau_neg"])
+    pred = {"tiou": np.array([0.5, 0.97, 0.95, 0.9, 0.85, 0.99])}
+    icd = np.array([0.8, 0.2, 0.1, 0.5, 0.99, 0.99])
+    accepted, reason = pseudo_label.refine(status, icd, "both", {**PCFG, "mpp_tiou": 0.9}, pred)
+    assert accepted.tolist() == [True, False, True, True, False, False]
+    assert reason.tolist() == ["positive", "eap", "mined", "mined", "candidate", "below_tau_neg"]
+    # the paper's MPP on the same entries promotes only the candidate with S 0.99 > 0.7
+    assert pseudo_label.refine(status, icd, "both", PCFG, pred)[0].tolist() == [True, False, False, False, True, False]
+
+
+@pytest.mark.parametrize("value, message", [("0", "expected null or a predicted tIoU in (0, 1], got 0"),
+                                            ("1.5", "expected null or a predicted tIoU in (0, 1], got 1.5"),
+                                            ("0.9", "needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd)")])
+def test_bad_mpp_tiou_is_a_config_error(chain, tmp_path, capsys, value, message):
+    ckpt = chain["out"] / "sup" / "last.pt"
+    if value == "0.9":  # a detector without the tIoU head (the model's keys come from its checkpoint)
+        ckpt = tmp_path / "plain" / "last.pt"
+        train_supervised.main(_args(chain["sets"] + ["model.alqa=none", "train.epochs=1"]) + ["--out", str(ckpt.parent)])
+    with pytest.raises(SystemExit) as info:
+        run_main(pseudo_label.main, _args(chain["sets"] + [f"pseudo.mpp_tiou={value}"]) + [
+            "--checkpoint", str(ckpt), "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and f"pseudo.mpp_tiou: {message}" in err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_mpp_by_predicted_tiou_writes_its_file(chain, tmp_path):
+    out, sets = chain["out"], chain["sets"]
+    pseudo_label.main(_args(sets + ["pseudo.mpp_tiou=0.5"]) + [
+        "--checkpoint", str(out / "sup" / "last.pt"), "--out", str(tmp_path / "pl.json")])
+    data = json.load(open(tmp_path / "pl.json"))
+    assert data["meta"]["mpp_tiou"] == 0.5
+    mined = [a for v in data["database"].values() for a in v["annotations"] if a["origin"] == "mined"]
+    rest = [a for v in data["database"].values() for a in v["rejected"] if a["reason"] == "candidate"]
+    assert all(a["tiou"] >= 0.5 for a in mined) and all(a["tiou"] < 0.5 + 5e-5 for a in rest)
 
 
 def test_video_classes_and_other_class_status_by_hand():
@@ -188,14 +229,14 @@ def _edit(chain, tmp_path, change):
     return str(path)
 
 
-def _trained_on(chain, path, class_target="hard"):
+def _trained_on(chain, path, class_target="hard", candidate_weight=0.0):
     from common.config import load_config
     from common.stage import labeled_ids, load_data
     cfg = load_config("configs/default.yaml", chain["sets"])
     videos, classes = load_data(cfg)
     labeled = set(labeled_ids(cfg, videos))
     return train_semi.load_pseudo_labels(path, videos, classes, labeled, cfg["dataset"]["train_subset"],
-                                         class_target), classes
+                                         class_target, candidate_weight), classes
 
 
 def test_hand_edits_change_what_semi_trains_on(chain, tmp_path):
@@ -325,6 +366,74 @@ def test_soft_round_trains_on_the_class_scores(chain, tmp_path):
         "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", str(out / "pl.json"), "--out", str(tmp_path / "s")])
     log = [json.loads(line) for line in open(tmp_path / "s" / "log.jsonl")]
     assert np.isfinite(log[-1]["loss"]) and log[-1]["u_cls_loss"] > 0
+
+
+def _with_candidates(chain, tmp_path):
+    """pl.json with one video's rejected list rewritten by hand: a candidate (soft class scores), an
+    EAP removal and a second candidate whose label is not among its class_scores."""
+    data = json.load(open(chain["out"] / "pl.json"))
+    vid = next(v for v in sorted(data["database"]) if data["database"][v]["annotations"])
+    video = data["database"][vid]
+    _, classes = load_annotations(str(chain["out"] / "pl.json"))
+    a, b = classes[0], classes[1]
+    video["rejected"] = [
+        {"label": a, "segment": [1.0, 3.0], "score": 0.2, "cls_score": 0.6, "reason": "candidate",
+         "class_scores": {a: 0.6, b: 0.2}},
+        {"label": b, "segment": [4.0, 6.0], "score": 0.5, "cls_score": 0.7, "reason": "eap",
+         "class_scores": {b: 0.7}},
+        {"label": b, "segment": [7.0, 8.0], "score": 0.2, "cls_score": 0.3, "reason": "candidate"}]
+    path = tmp_path / "cand.json"
+    path.write_text(json.dumps(data))
+    return str(path), vid, len(video["annotations"])
+
+
+def test_candidates_join_with_their_weight_by_hand(chain, tmp_path):
+    path, vid, n = _with_candidates(chain, tmp_path)
+    left_out, classes = _trained_on(chain, path, "soft")
+    assert len(left_out[vid].labels) == n  # weight 0: candidates are only rejected regions
+    got, _ = _trained_on(chain, path, "soft", 0.25)
+    video = got[vid]
+    assert len(video.labels) == n + 2 and video.label_weights.shape == (n + 2, len(classes))
+    np.testing.assert_allclose(video.label_weights[:n], left_out[vid].label_weights)  # the pseudo labels as before
+    np.testing.assert_allclose(video.segments[n:], [[1.0, 3.0], [7.0, 8.0]])  # the EAP removal stays out
+    expected = np.zeros((2, len(classes)))
+    expected[0, 0], expected[0, 1] = 0.25 * 0.6 / 0.8, 0.25 * 0.2 / 0.8  # soft target x 0.25
+    expected[1, 1] = 0.25  # no class_scores: its label alone, x 0.25
+    np.testing.assert_allclose(video.label_weights[n:], expected)
+    hard, _ = _trained_on(chain, path, "hard", 0.25)
+    np.testing.assert_allclose(hard[vid].label_weights[n:, :2], [[0.25, 0.0], [0.0, 0.25]])
+    assert (hard[vid].label_weights[:n].sum(1) == 1).all()
+    # the rejected regions are still left out of the loss
+    np.testing.assert_allclose(video.uncertain, [[1.0, 3.0], [4.0, 6.0], [7.0, 8.0]])
+
+
+def test_a_bad_candidate_is_a_one_line_error(chain, tmp_path):
+    path, vid, _ = _with_candidates(chain, tmp_path)
+    data = json.load(open(path))
+    data["database"][vid]["rejected"][2]["label"] = "NoSuchClass"
+    open(path, "w").write(json.dumps(data))
+    _trained_on(chain, path, "soft")  # weight 0 never reads the candidates' labels
+    with pytest.raises(DataError, match=f"video {vid}: rejected\\[2\\].label: unknown class 'NoSuchClass'"):
+        _trained_on(chain, path, "soft", 0.5)
+
+
+def test_round_trains_on_weighted_candidates(chain, tmp_path):
+    out, sets = chain["out"], chain["sets"]
+    path, _, _ = _with_candidates(chain, tmp_path)
+    train_semi.main(_args(sets + ["semi.candidate_weight=0.5"]) + [
+        "--init", str(out / "sup" / "last.pt"), "--pseudo-labels", path, "--out", str(tmp_path / "s")])
+    log = [json.loads(line) for line in open(tmp_path / "s" / "log.jsonl")]
+    assert np.isfinite(log[-1]["loss"]) and log[-1]["u_cls_loss"] > 0
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5"])
+def test_bad_candidate_weight_is_a_config_error(chain, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        run_main(train_semi.main, _args(chain["sets"] + [f"semi.candidate_weight={value}"]) + [
+            "--init", str(chain["out"] / "sup" / "last.pt"), "--pseudo-labels", str(chain["out"] / "pl.json"),
+            "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "semi.candidate_weight" in err
 
 
 def test_semi_round_leaves_the_rejected_regions_out(chain):
