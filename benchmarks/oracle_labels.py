@@ -6,11 +6,22 @@ so "how much of the possible gain did APL take" becomes a number (benchmarks/ben
 Segments are those the annotation reader keeps (clipped to their video, past-the-end ones dropped),
 each with score 1 and origin "oracle".
 
+Degraded oracles tell which shortfall of the real pseudo labels costs the round most: --keep F
+keeps a random share F of each video's true actions and lists the others as rejected (left out of
+the classification loss under semi.background: rejected, as missed actions are where the selection
+rejected them): fewer labels, none wrong. --class-accuracy P keeps every segment but each action's
+label only with probability P, else another class of its group (the generator's class_groups in
+the dataset's meta.json, where there is one; else any other class): every action found, its class
+as unsure as the detector's. Both draw from --seed.
+
   python benchmarks/oracle_labels.py --config configs/default.yaml --out outputs/oracle_pl.json
+  python benchmarks/oracle_labels.py --config configs/default.yaml --keep 0.36 --out outputs/oracle36.json
 """
 import json
 import os
 import sys
+
+import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -35,17 +46,57 @@ def oracle_file(videos, classes, ids, train_subset):
     return {"version": "apl-pseudo-labels-v1", "meta": meta, "database": database}
 
 
+def degrade(data, classes, groups, keep, class_accuracy, rng):
+    """The oracle file with a share `keep` of each video's actions kept (the rest moved to its
+    rejected list, reason "dropped") and each kept label right with probability class_accuracy
+    (else another class of its group, origin "relabelled"); groups: lists of class names."""
+    group_of = {name: [c for c in g if c != name] for g in groups for name in g}
+    for video in data["database"].values():
+        anns = video["annotations"]
+        kept = rng.rand(len(anns)) < keep
+        video["rejected"] = [{**a, "reason": "dropped"} for a, k in zip(anns, kept) if not k]
+        video["annotations"] = [a for a, k in zip(anns, kept) if k]
+        for a in video["annotations"]:
+            if rng.rand() >= class_accuracy:
+                others = group_of.get(a["label"]) or [c for c in classes if c != a["label"]]
+                a["label"] = others[rng.randint(len(others))]
+                a["label_id"], a["origin"] = classes.index(a["label"]), "relabelled"
+    data["meta"].update({"keep": keep, "class_accuracy": class_accuracy})
+    data["meta"]["counts"].update(positive=sum(len(v["annotations"]) for v in data["database"].values()),
+                                  dropped=sum(len(v["rejected"]) for v in data["database"].values()))
+    return data
+
+
+def class_groups(cfg):
+    """The generator's class groups from the dataset's meta.json beside its annotation file; [] when
+    there is none."""
+    path = os.path.join(os.path.dirname(cfg["dataset"]["annotation_file"]), "meta.json")
+    return json.load(open(path)).get("class_groups", []) if os.path.exists(path) else []
+
+
 def main(argv=None):
     parser = add_common_args(make_parser(__doc__))
     parser.add_argument("--out", required=True, help="the pseudo-label JSON to write")
+    parser.add_argument("--keep", type=float, default=1.0, help="share of each video's true actions kept (default 1)")
+    parser.add_argument("--class-accuracy", type=float, default=1.0,
+                        help="probability that a kept action keeps its label (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="of the degradation's draws")
     args = parser.parse_args(argv)
+    for name, value in (("--keep", args.keep), ("--class-accuracy", args.class_accuracy)):
+        if not 0.0 <= value <= 1.0:
+            parser.error(f"{name}: expected a share in [0, 1], got {value}")
     cfg = config_from_args(args)
     videos, classes = load_data(cfg)
     ids = unlabeled_ids(cfg, videos)
     data = oracle_file(videos, classes, ids, cfg["dataset"]["train_subset"])
+    if args.keep < 1.0 or args.class_accuracy < 1.0:
+        data = degrade(data, classes, class_groups(cfg), args.keep, args.class_accuracy,
+                       np.random.RandomState(args.seed))
     atomic_write_text(args.out, json.dumps(data, indent=2) + "\n")
-    print(f"wrote {args.out}: the true labels of {len(ids)} unlabeled videos "
-          f"({data['meta']['counts']['positive']} actions)")
+    counts = data["meta"]["counts"]
+    print(f"wrote {args.out}: the true labels of {len(ids)} unlabeled videos ({counts['positive']} actions"
+          + (f", {counts['dropped']} dropped to rejected, class accuracy {args.class_accuracy}" if "dropped" in counts else "")
+          + ")")
     return args.out
 
 

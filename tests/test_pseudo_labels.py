@@ -336,6 +336,37 @@ def test_oracle_file_holds_the_truth_and_trains_with_confident_background(chain)
     assert "u_num_ignored" in log[-1] and np.isfinite(log[-1]["loss"])
 
 
+def test_degraded_oracle_by_hand():
+    import sys
+    sys.path.insert(0, "benchmarks")
+    import oracle_labels
+
+    def data():
+        anns = [{"label": name, "label_id": i, "segment": [i, i + 1.0], "origin": "oracle"}
+                for i, name in enumerate(["A", "B", "C", "A"])]
+        return {"meta": {"counts": {"positive": 4}}, "database": {"v": {"annotations": anns, "rejected": []}}}
+    classes, groups = ["A", "B", "C"], [["A", "B"], ["C"]]
+    rng = np.random.RandomState(0)
+    same = oracle_labels.degrade(data(), classes, groups, 1.0, 1.0, rng)["database"]["v"]
+    assert same == data()["database"]["v"]
+    # class accuracy 0: A <-> B within their group; C, alone in its group, takes another class
+    got = oracle_labels.degrade(data(), classes, groups, 1.0, 0.0, rng)
+    labels = [a["label"] for a in got["database"]["v"]["annotations"]]
+    assert labels[:2] == ["B", "A"] and labels[3] == "B" and labels[2] in ("A", "B")
+    assert all(a["origin"] == "relabelled" and a["label_id"] == classes.index(a["label"])
+               for a in got["database"]["v"]["annotations"])
+    # keep 0: every action moves to the rejected list, where the round leaves it out
+    got = oracle_labels.degrade(data(), classes, groups, 0.0, 1.0, rng)
+    video = got["database"]["v"]
+    assert video["annotations"] == [] and [r["segment"] for r in video["rejected"]] == [[0, 1.0], [1, 2.0], [2, 3.0], [3, 4.0]]
+    assert all(r["reason"] == "dropped" for r in video["rejected"]) and got["meta"]["counts"] == {"positive": 0, "dropped": 4}
+    # keep 0.5 over many actions keeps about half
+    many = {"meta": {"counts": {}}, "database": {f"v{k}": {"annotations": [{"label": "A", "label_id": 0, "segment": [0, 1.0]}] * 10,
+                                                           "rejected": []} for k in range(100)}}
+    kept = oracle_labels.degrade(many, classes, groups, 0.5, 1.0, rng)["meta"]["counts"]["positive"]
+    assert 400 < kept < 600
+
+
 def test_class_scores_are_the_points_most_likely_classes(chain):
     data = json.load(open(chain["out"] / "pl.json"))
     entries = [a for v in data["database"].values() for a in v["annotations"] + v["rejected"]]
