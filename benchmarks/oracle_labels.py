@@ -46,24 +46,25 @@ def oracle_file(videos, classes, ids, train_subset):
     return {"version": "apl-pseudo-labels-v1", "meta": meta, "database": database}
 
 
-def degrade(data, classes, groups, keep, class_accuracy, rng):
+def degrade(data, classes, groups, keep, class_accuracy, rng, dropped="rejected"):
     """The oracle file with a share `keep` of each video's actions kept (the rest moved to its
-    rejected list, reason "dropped") and each kept label right with probability class_accuracy
-    (else another class of its group, origin "relabelled"); groups: lists of class names."""
+    rejected list, reason "dropped", or, with dropped="background", left out of the file) and each
+    kept label right with probability class_accuracy (else another class of its group, origin
+    "relabelled"); groups: lists of class names."""
     group_of = {name: [c for c in g if c != name] for g in groups for name in g}
     for video in data["database"].values():
         anns = video["annotations"]
         kept = rng.rand(len(anns)) < keep
-        video["rejected"] = [{**a, "reason": "dropped"} for a, k in zip(anns, kept) if not k]
+        video["rejected"] = [{**a, "reason": "dropped"} for a, k in zip(anns, kept) if not k and dropped == "rejected"]
         video["annotations"] = [a for a, k in zip(anns, kept) if k]
         for a in video["annotations"]:
             if rng.rand() >= class_accuracy:
                 others = group_of.get(a["label"]) or [c for c in classes if c != a["label"]]
                 a["label"] = others[rng.randint(len(others))]
                 a["label_id"], a["origin"] = classes.index(a["label"]), "relabelled"
-    data["meta"].update({"keep": keep, "class_accuracy": class_accuracy})
-    data["meta"]["counts"].update(positive=sum(len(v["annotations"]) for v in data["database"].values()),
-                                  dropped=sum(len(v["rejected"]) for v in data["database"].values()))
+    data["meta"].update({"keep": keep, "class_accuracy": class_accuracy, "dropped": dropped})
+    positive = sum(len(v["annotations"]) for v in data["database"].values())
+    data["meta"]["counts"].update(positive=positive, dropped=data["meta"]["counts"]["positive"] - positive)
     return data
 
 
@@ -80,6 +81,9 @@ def main(argv=None):
     parser.add_argument("--keep", type=float, default=1.0, help="share of each video's true actions kept (default 1)")
     parser.add_argument("--class-accuracy", type=float, default=1.0,
                         help="probability that a kept action keeps its label (default 1)")
+    parser.add_argument("--dropped", choices=("rejected", "background"), default="rejected",
+                        help="where the actions --keep drops go: the rejected list (left out of the loss, "
+                        "default) or nowhere (trained as background, as actions no prediction found)")
     parser.add_argument("--seed", type=int, default=0, help="of the degradation's draws")
     args = parser.parse_args(argv)
     for name, value in (("--keep", args.keep), ("--class-accuracy", args.class_accuracy)):
@@ -91,11 +95,11 @@ def main(argv=None):
     data = oracle_file(videos, classes, ids, cfg["dataset"]["train_subset"])
     if args.keep < 1.0 or args.class_accuracy < 1.0:
         data = degrade(data, classes, class_groups(cfg), args.keep, args.class_accuracy,
-                       np.random.RandomState(args.seed))
+                       np.random.RandomState(args.seed), args.dropped)
     atomic_write_text(args.out, json.dumps(data, indent=2) + "\n")
     counts = data["meta"]["counts"]
     print(f"wrote {args.out}: the true labels of {len(ids)} unlabeled videos ({counts['positive']} actions"
-          + (f", {counts['dropped']} dropped to rejected, class accuracy {args.class_accuracy}" if "dropped" in counts else "")
+          + (f", {counts['dropped']} dropped ({args.dropped}), class accuracy {args.class_accuracy}" if "dropped" in counts else "")
           + ")")
     return args.out
 

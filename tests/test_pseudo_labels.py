@@ -360,8 +360,11 @@ def test_degraded_oracle_by_hand():
     video = got["database"]["v"]
     assert video["annotations"] == [] and [r["segment"] for r in video["rejected"]] == [[0, 1.0], [1, 2.0], [2, 3.0], [3, 4.0]]
     assert all(r["reason"] == "dropped" for r in video["rejected"]) and got["meta"]["counts"] == {"positive": 0, "dropped": 4}
+    # ... or, dropped to background, out of the file: the round trains them as background
+    got = oracle_labels.degrade(data(), classes, groups, 0.0, 1.0, rng, "background")
+    assert got["database"]["v"] == {"annotations": [], "rejected": []} and got["meta"]["counts"]["dropped"] == 4
     # keep 0.5 over many actions keeps about half
-    many = {"meta": {"counts": {}}, "database": {f"v{k}": {"annotations": [{"label": "A", "label_id": 0, "segment": [0, 1.0]}] * 10,
+    many = {"meta": {"counts": {"positive": 1000}}, "database": {f"v{k}": {"annotations": [{"label": "A", "label_id": 0, "segment": [0, 1.0]}] * 10,
                                                            "rejected": []} for k in range(100)}}
     kept = oracle_labels.degrade(many, classes, groups, 0.5, 1.0, rng)["meta"]["counts"]["positive"]
     assert 400 < kept < 600
