@@ -107,7 +107,7 @@ def refine(status, icd, mode, pcfg, pred=None):
     pseudo.mpp_overlap, MPP leaves out near-duplicates (distinct; pred: the video's predictions)."""
     eap, mpp = mode in ("eap", "both"), mode in ("mpp", "both")
     removed = eap & (status == "positive") & (icd < pcfg["tau_icd"])
-    # pseudo.mpp_tiou: the ALQA head's predicted tIoU decides instead of S_i (README, "What the scores rank")
+    # pseudo.mpp_tiou: the ALQA head's predicted tIoU decides instead of S_i (README, "What limits the round")
     promote = icd > pcfg["sigma_icd"] if pcfg["mpp_tiou"] is None else pred["tiou"] >= pcfg["mpp_tiou"]
     mined = mpp & (status == "candidate") & promote
     if pcfg["mpp_overlap"] is not None and mined.any():
