@@ -156,8 +156,8 @@ DEFAULTS = {
         "mpp_overlap": None,
         # MPP promotes a candidate whose predicted tIoU (ALQA's head) is >= mpp_tiou instead of one
         # whose S_i > sigma_icd (not in the paper). null: S_i decides (the paper). 0.9 beat S_i on
-        # hard and scenes in all 6 (preset, seed) pairs; the other presets are not measured over
-        # three seeds yet (README, "What limits the round")
+        # hard and scenes in all 6 (preset, seed) pairs, but on seed 0 of blurry it lost 1.43 and
+        # of small 0.53: not the default before three seeds there (README, "What limits the round")
         "mpp_tiou": None,
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
                                               # (sum of joint scores); 0: every class (the paper)
