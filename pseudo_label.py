@@ -14,6 +14,11 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      thresholds: each video's tau_pos is at most the previous one; labels: that, and the previous
      pseudo labels that no new one overlaps at tIoU >= 0.5 (origin "previous_round") and its
      rejected predictions that no new entry overlaps (reason "previous_round");
+  With pseudo.relabel prototype (not in the paper), each written prediction's class is re-decided
+     among its class_scores' classes by the nearest prototype of the labeled actions' centred input
+     features (common/relabel.py; the detector's own is kept as detector_label where it differs), and
+     a pseudo label that then doubles one of its video (same segment and class) is rejected as
+     'duplicate';
   3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
      score, cls_score, tiou, tnd, icd, origin, and class_scores: P_cls of the prediction's point for
      its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
@@ -39,11 +44,12 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.config import ConfigError, atomic_write_text
-from common.data import VideoDataset, data_error, load_annotations, to_grid
+from common.data import VideoDataset, data_error, grid_features, load_annotations, to_grid
 from common.detect import CLASS_TOPK
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
+from common.relabel import centred, class_prototypes, mean_pool, nearest_listed
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
                           labeled_ids, load_data, load_weights, make_parser, predict, run_main, unlabeled_ids,
                           video_scores)
@@ -241,17 +247,61 @@ def icd_scores(model, results, videos, dcfg, bank, source, device):
     return out
 
 
+# ---------------------------------------------------------------- prototype classes (pseudo.relabel)
+
+def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes):
+    """pseudo.relabel prototype: every prediction the file will list (above tau_neg) takes, among the
+    classes of its class_scores, the one whose prototype of the labeled actions is nearest
+    (common/relabel.py); a pseudo label that then has the segment and class of a higher-scored one
+    of its video is rejected as 'duplicate' (ActionFormer predicts a point once per class: two
+    classes of one point become the same pseudo label). Returns the results with the new labels
+    (and the detector's as detector_labels), the decisions, and how many labels changed."""
+    def centred_features(vid):
+        return centred(grid_features(dcfg, vid)[0])
+
+    bank, bank_labels = [], []
+    for vid in labeled:
+        if len(videos[vid].labels):
+            bank.append(mean_pool(centred_features(vid), to_grid(dcfg, videos[vid], videos[vid].segments)))
+            bank_labels.append(videos[vid].labels)
+    if not bank:
+        raise ConfigError("config key pseudo.relabel: prototype needs labeled actions, and the labeled "
+                          "videos hold none")
+    protos, has = class_prototypes(np.concatenate(bank), np.concatenate(bank_labels), num_classes)
+    out_results, out_decisions, changed = {}, {}, 0
+    for vid, r in results.items():
+        accepted, reason, icd = decisions[vid]
+        labels, listed = r["labels"].copy(), np.flatnonzero(reason != "below_tau_neg")
+        if listed.size:
+            feats = mean_pool(centred_features(vid), to_grid(dcfg, videos[vid], r["segments"][listed]))
+            labels[listed] = nearest_listed(feats, r["topk_labels"][listed], labels[listed], protos, has)
+        changed += int((labels != r["labels"]).sum())
+        accepted, reason, seen = accepted.copy(), reason.astype("<U16"), set()
+        for i in np.flatnonzero(accepted)[np.argsort(-r["scores"][accepted], kind="stable")]:
+            key = (int(labels[i]), *np.round(r["segments"][i], 3).tolist())
+            if key in seen:
+                accepted[i], reason[i] = False, "duplicate"
+            seen.add(key)
+        out_results[vid] = {**r, "labels": labels, "detector_labels": r["labels"]}
+        out_decisions[vid] = (accepted, reason, icd)
+    return out_results, out_decisions, changed
+
+
 # ---------------------------------------------------------------- the JSON file
 
 def _entry(pred, i, classes, icd, origin_key, origin, duration):
     seg = pred["segments"][i]
     num = lambda x: None if not np.isfinite(x) else round(float(x), DIGITS)  # noqa: E731
     end = min(round(float(seg[1]), 3), duration)  # rounding must not carry an end past the video
-    return {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), end],
+    entry = {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), end],
             "label_id": int(pred["labels"][i]), "score": num(pred["scores"][i]),
             "cls_score": num(pred["cls_score"][i]), "tiou": num(pred["tiou"][i]), "tnd": num(pred["tnd"][i]),
             "icd": num(icd[i]), origin_key: str(origin),
             "class_scores": {classes[int(c)]: num(p) for c, p in zip(pred["topk_labels"][i], pred["topk_probs"][i])}}
+    old = pred.get("detector_labels")
+    if old is not None and old[i] != pred["labels"][i]:  # pseudo.relabel changed it
+        entry["detector_label"] = classes[int(old[i])]
+    return entry
 
 
 def _ordered(entries):  # a carried-over entry may be hand-written: no label_id
@@ -299,7 +349,7 @@ def quality(selected, videos):
 
 def quality_table(results, icd, videos, pcfg, taus, written=None, classes=()):
     """The five selections of Fig. 3(c) from the same predictions (adaptive ones at `taus`), and
-    the file as written where it differs from them (a round that carried labels over)."""
+    the file as written where it differs from them (a round that carried labels over, or relabelled them)."""
     rows = {}
     masks = {vid: class_mask(r, pcfg) for vid, r in results.items()}
     for name, selection, mode in (("fixed (cls >= %.2g)" % pcfg["fixed_threshold"], "fixed", "none"),
@@ -313,7 +363,7 @@ def quality_table(results, icd, videos, pcfg, taus, written=None, classes=()):
         rows[name] = quality(chosen, videos)
     if written is not None:  # entries by class name: a carried one may be hand-written
         index = {c: i for i, c in enumerate(classes)}
-        rows["as written (with the previous round's)"] = quality({vid: (
+        rows["as written (the file)"] = quality({vid: (
             _segments(v["annotations"]), np.array([index[e["label"]] for e in v["annotations"]], dtype=np.int64),
             np.array([e.get("score") or 0.0 for e in v["annotations"]], dtype=float))
             for vid, v in written.items()}, videos)
@@ -383,6 +433,10 @@ def main(argv=None):
     for vid, r in results.items():
         accepted, reason = refine(initial_status(r, pcfg, taus[vid], masks[vid]), icd[vid], pcfg["icd"], pcfg, r)
         decisions[vid] = (accepted, low_scores(reason, r["scores"], pcfg["tau_ignore"]), icd[vid])
+    detected, relabelled = results, 0
+    if pcfg["relabel"] == "prototype":
+        results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg,
+                                                           labeled_ids(cfg, videos), len(classes))
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])
@@ -390,6 +444,8 @@ def main(argv=None):
               "mined": int((reasons == "mined").sum()), "removed_eap": int((reasons == "eap").sum()),
               "candidate": int((reasons == "candidate").sum()), "other_class": int((reasons == "other_class").sum()),
               "low_score": int((reasons == "low_score").sum()), "below_tau_neg": int((reasons == "below_tau_neg").sum())}
+    if pcfg["relabel"] != "none":
+        counts.update(relabelled=relabelled, duplicate=int((reasons == "duplicate").sum()))
     agnostic = {} if probs is None else {"class_agnostic": (
         f"proposals of a one-class detector; label: the top-1 class of the video in "
         f"{os.path.abspath(dcfg['video_scores'])}; class_scores: its top {CLASS_TOPK} classes there; "
@@ -410,11 +466,15 @@ def main(argv=None):
           + f"{counts['removed_eap']} removed by EAP, {counts['candidate']} candidates left out"
           + (f", {counts['low_score']} below tau_neg listed as rejected" if pcfg["tau_ignore"] is not None else "")
           + (f", {counts['previous_rejected']} of the previous round's" if carry == "labels" else "") + ")")
+    if pcfg["relabel"] != "none":
+        print(f"pseudo.relabel {pcfg['relabel']}: {relabelled} listed predictions changed class, "
+              f"{counts['duplicate']} pseudo labels rejected as duplicates")
 
     # 5. Quality against the ground truth, when the unlabeled videos have it.
     if any(len(videos[v].labels) for v in ids):
-        print(format_quality(quality_table(results, icd, videos, pcfg, taus,
-                                           content["database"] if carry == "labels" else None, classes)))
+        written = carry == "labels" or pcfg["relabel"] != "none"
+        print(format_quality(quality_table(detected, icd, videos, pcfg, taus,
+                                           content["database"] if written else None, classes)))
     return args.out
 
 

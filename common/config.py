@@ -159,6 +159,10 @@ DEFAULTS = {
         # hard and scenes in all 6 (preset, seed) pairs, but on seed 0 of blurry it lost 1.43 and
         # of small 0.53: not the default before three seeds there (README, "What limits the round")
         "mpp_tiou": None,
+        # Each listed prediction's class re-decided among its class_scores' classes by the nearest
+        # prototype of the labeled actions (mean of the video-median-centred input features over the
+        # instance; common/relabel.py; not in the paper): none = the detector's class (the paper)
+        "relabel": "none",
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
                                               # (sum of joint scores); 0: every class (the paper)
         # A later round (pseudo_label.py --previous FILE, the round before's file): none = select
@@ -347,6 +351,11 @@ def check_recipe(cfg):
     if scfg["candidate_weight"] > 0 and dcfg["class_agnostic"]:
         raise ConfigError("config key semi.candidate_weight: a weighted candidate needs class targets, which a "
                           "class-agnostic detector (dataset.class_agnostic: true) drops; set it 0")
+    if cfg["pseudo"]["relabel"] not in ("none", "prototype"):
+        raise ConfigError(f"config key pseudo.relabel: expected one of none, prototype, got {cfg['pseudo']['relabel']!r}")
+    if cfg["pseudo"]["relabel"] != "none" and dcfg["class_agnostic"]:
+        raise ConfigError("config key pseudo.relabel: a class-agnostic detector's classes come from the video-level "
+                          "classifier (dataset.class_agnostic: true), there is nothing to relabel; set it none")
     if not scfg["feature_noise"] >= 0.0:
         raise ConfigError(f"config key semi.feature_noise: expected a number >= 0, got {scfg['feature_noise']!r}")
     if not _positive_int(tcfg["video_topk"]):

@@ -5,7 +5,7 @@ makes, and writes OUT/index.html: one self-contained file (no server, nothing fe
 from disk. It shows
   - a summary: the accepted pseudo labels by origin (positive, mined by MPP, oracle, hand-added:
     no origin), the rejected predictions by reason (candidate, eap, other_class, low_score,
-    previous_round), a histogram of tau_pos over the videos and the settings in the file's `meta`; with --config, when the unlabeled
+    duplicate, previous_round), a histogram of tau_pos over the videos and the settings in the file's `meta`; with --config, when the unlabeled
     videos carry ground truth (benchmarks), the pseudo-label quality of Fig. 3(c);
   - one timeline per video: lanes for the ground truth, the accepted pseudo labels coloured by
     origin and the rejected predictions by reason; hover a segment for its label and scores (score =
@@ -54,7 +54,8 @@ ORIGINS = {"positive": "positive (>= tau_pos)", "mined": "mined by MPP", "oracle
            "previous_round": "kept from the previous round (carry_over)", "hand": "hand-added (no origin)"}
 REASONS = {"candidate": "candidate (tau_neg < score < tau_pos)", "eap": "removed by EAP",
            "other_class": "other class (video_topk)", "previous_round": "the previous round's (carry_over)",
-           "low_score": "low score (tau_ignore < score <= tau_neg)"}
+           "low_score": "low score (tau_ignore < score <= tau_neg)",
+           "duplicate": "duplicate of a relabelled pseudo label (relabel)"}
 
 
 def parse_args(argv=None):
@@ -564,7 +565,7 @@ PAGE = """<!DOCTYPE html>
 <i class="sw acc" data-e="hand"></i>hand-added &middot; rejected:
 <i class="sw rej" data-e="candidate"></i>candidate <i class="sw rej" data-e="eap"></i>eap
 <i class="sw rej" data-e="other_class"></i>other class <i class="sw rej" data-e="previous_round"></i>previous round
-<i class="sw rej" data-e="low_score"></i>low score &middot; <i class="sw gt"></i>ground truth &middot;
+<i class="sw rej" data-e="low_score"></i>low score <i class="sw rej" data-e="duplicate"></i>duplicate &middot; <i class="sw gt"></i>ground truth &middot;
 red outline: no match at tIoU &ge; 0.5 &middot; hover a segment for its scores</p>
 {controls}
 <div id="videos">{timelines}</div>
@@ -603,6 +604,7 @@ svg.lanes rect.bg{fill:#f1f3f5;stroke:none}
 :where(.rejected rect,.sw.rej){fill:#ced4da;background:#ced4da}.rejected rect{fill-opacity:.8}
 [data-e=candidate]{fill:#adb5bd;background:#adb5bd}[data-e=eap]{fill:#fa5252;background:#fa5252}
 [data-e=other_class]{fill:#e599f7;background:#e599f7}[data-e=low_score]{fill:#e9ecef;background:#e9ecef}
+[data-e=duplicate]{fill:#ffd8a8;background:#ffd8a8}
 .accepted [data-e=previous_round],.sw.acc[data-e=previous_round]{fill:#8d6e63;background:#8d6e63}
 .rejected [data-e=previous_round],.sw.rej[data-e=previous_round]{fill:#868e96;background:#868e96}
 [data-p=removed]{fill:#e03131;background:#e03131}[data-p=moved]{fill:#fab005;background:#fab005}
@@ -622,7 +624,8 @@ SCRIPT = r"""
     var KEYS = ['score', 'cls_score', 'tiou', 'tnd', 'icd'];
     var TITLES = {positive: 'accepted: positive', mined: 'accepted: mined by MPP', oracle: 'accepted: oracle',
                   hand: 'accepted: hand-added', candidate: 'rejected: candidate', eap: 'rejected: removed by EAP',
-                  other_class: 'rejected: other class'};
+                  other_class: 'rejected: other class', low_score: 'rejected: low score',
+                  duplicate: 'rejected: duplicate after relabel'};
     var LATER = {accepted: 'accepted: kept from the previous round', rejected: 'rejected: the previous round\'s'};
     var list = document.getElementById('videos');
     var sections = Array.prototype.slice.call(list.querySelectorAll('section.video'));

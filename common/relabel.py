@@ -1,0 +1,68 @@
+"""Class prototypes of the labeled actions, to re-decide a pseudo label's class (pseudo.relabel).
+
+Not in the paper. A 10% detector finds where actions are far better than which class they are: on
+the preset benchmark 85% of its tau_pos positives overlap an action at tIoU >= 0.5 but only 43-55%
+carry that action's class, and the ICD's S_i (Eq. 10), which is meant to catch a wrong class, ranks
+the pseudo labels near chance (README, "What limits the round"). A nearest-prototype classifier on
+the input features is a stronger prior with so few labeled actions:
+
+  x_i    = mean over the grid steps of instance i of (features - the video's median feature)
+  p_c    = mean of x_i over the labeled actions of class c
+  label  = argmax over the classes the prediction lists (its class_scores: the detector's top 5)
+           of cos(x_i, p_c)
+
+Subtracting each video's median feature (its background, which most of a video is) leaves what the
+action adds; the mean over the instance keeps its whole extent where the ICD's max-pool (Eq. 8)
+keeps a few noisy peaks. Restricting to the listed classes keeps the detector's coarse decision
+(which group of classes) and lets the prototypes decide among the classes it confuses.
+"""
+import numpy as np
+
+
+def centred(feats):
+    """(T, D) features minus the video's median feature (per dimension)."""
+    feats = np.asarray(feats, dtype=np.float64)
+    return feats - np.median(feats, axis=0) if len(feats) else feats
+
+
+def mean_pool(feats, segments):
+    """Mean of feats (T, D) over each segment (N, 2) in grid units -> (N, D). The steps counted are
+    the ICD's (common/icd.py pool_instances): every step in [ceil(start), floor(end)], a segment
+    shorter than a step takes its nearest one."""
+    feats = np.asarray(feats, dtype=np.float64)
+    t = feats.shape[0]
+    out = np.zeros((len(segments), feats.shape[1]))
+    for n, (start, end) in enumerate(np.asarray(segments, dtype=np.float64).reshape(-1, 2)):
+        lo = min(max(int(np.ceil(start)), 0), t - 1)
+        hi = min(max(int(np.floor(end)), lo), t - 1)
+        out[n] = feats[lo:hi + 1].mean(axis=0)
+    return out
+
+
+def _unit(x):
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def class_prototypes(feats, labels, num_classes):
+    """(C, D) unit prototypes (the mean pooled instance of each class, normalised) and (C,) whether
+    the class has a labeled instance at all."""
+    feats, labels = np.asarray(feats, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    protos = np.zeros((num_classes, feats.shape[1]))
+    has = np.bincount(labels, minlength=num_classes)[:num_classes] > 0
+    for c in np.flatnonzero(has):
+        protos[c] = feats[labels == c].mean(axis=0)
+    return _unit(protos), has
+
+
+def nearest_listed(feats, listed, labels, protos, has):
+    """Per instance, the class among its listed ones (N, k class ids) whose prototype is nearest in
+    cosine; its own label where none of them has a prototype. Ties: the first listed."""
+    sims = _unit(np.asarray(feats, dtype=np.float64)) @ protos.T           # (N, C)
+    listed = np.asarray(listed, dtype=np.int64).reshape(len(sims), -1)
+    out = np.asarray(labels, dtype=np.int64).copy()
+    for n in range(len(sims)):
+        usable = listed[n][has[listed[n]]]
+        if usable.size:
+            out[n] = usable[int(np.argmax(sims[n, usable]))]
+    return out

@@ -1,0 +1,118 @@
+"""pseudo.relabel prototype: a pseudo label's class re-decided by the labeled actions' prototypes
+(common/relabel.py), against values worked out by hand, and in pseudo_label.py's file."""
+import json
+
+import numpy as np
+import pytest
+from conftest import stage_args as _args
+
+import pseudo_label
+import train_semi
+from common.config import load_config
+from common.data import grid_features, load_annotations, to_grid
+from common.relabel import centred, class_prototypes, mean_pool, nearest_listed
+from common.stage import labeled_ids, load_data, run_main
+from test_pseudo_labels import chain  # noqa: F401  (the module's tiny supervised -> pseudo chain)
+
+
+def test_centred_and_mean_pool_by_hand():
+    feats = np.array([[1.0, 0.0], [3.0, 0.0], [1.0, 2.0], [1.0, 0.0]])
+    # median per dimension: 1 and 0
+    assert centred(feats).tolist() == [[0, 0], [2, 0], [0, 2], [0, 0]]
+    x = centred(feats)
+    # [0.6, 1.4]: step 1 alone; [1, 2]: steps 1 and 2; [2.2, 2.4] holds no step centre: its nearest, 3
+    assert mean_pool(x, [[0.6, 1.4], [1.0, 2.0], [2.2, 2.4]]).tolist() == [[2, 0], [1, 1], [0, 0]]
+
+
+def test_prototypes_and_nearest_listed_class_by_hand():
+    protos, has = class_prototypes([[2.0, 0.0], [4.0, 0.0], [0.0, 1.0]], [0, 0, 2], 3)
+    assert has.tolist() == [True, False, True]
+    assert protos.tolist() == [[1, 0], [0, 0], [0, 1]]  # class 0: mean [3, 0], normalised
+    feats = [[1.0, 0.9],   # cos 0.743 with class 0, 0.669 with class 2
+             [0.2, 1.0],   # listed 1 and 2: class 1 has no prototype
+             [1.0, 1.0],   # only class 1 listed: no prototype, keeps its own label
+             [1.0, 1.0]]   # a tie between 2 and 0: the first listed
+    listed = [[2, 0], [1, 2], [1, 1], [2, 0]]
+    assert nearest_listed(feats, listed, [2, 1, 0, 0], protos, has).tolist() == [0, 2, 0, 2]
+
+
+def test_relabelled_file(chain, tmp_path):  # noqa: F811
+    out, sets = chain["out"], chain["sets"]
+    path = tmp_path / "pl.json"
+    pseudo_label.main(_args(sets + ["pseudo.relabel=prototype"]) + [
+        "--checkpoint", str(out / "sup" / "last.pt"), "--out", str(path)])
+    data = json.load(open(path))
+    assert data["meta"]["relabel"] == "prototype"
+    entries = [(vid, e) for vid, v in data["database"].items() for e in v["annotations"] + v["rejected"]]
+    assert entries and all(e["label"] in e["class_scores"] for _, e in entries)
+    changed = [e for _, e in entries if "detector_label" in e]
+    assert data["meta"]["counts"]["relabelled"] == len(changed) > 0
+    assert all(e["detector_label"] != e["label"] for e in changed)
+    # no two pseudo labels of a video share segment and class; the doubles are rejected
+    for v in data["database"].values():
+        keys = [(tuple(a["segment"]), a["label"]) for a in v["annotations"]]
+        assert len(keys) == len(set(keys))
+        for d in (r for r in v["rejected"] if r["reason"] == "duplicate"):
+            assert (tuple(d["segment"]), d["label"]) in keys
+    assert data["meta"]["counts"]["duplicate"] == sum(r.get("reason") == "duplicate" for _, r in entries) > 0
+    # the file reads back strictly; a relabelled pseudo label trains as its new label alone (soft
+    # targets: its class_scores no longer list its label with its cls_score)
+    cfg = load_config("configs/default.yaml", sets)
+    videos, classes = load_data(cfg)
+    load_annotations(str(path), classes, strict=True)
+    labeled = set(labeled_ids(cfg, videos))
+    pl = train_semi.load_pseudo_labels(str(path), videos, classes, labeled, cfg["dataset"]["train_subset"], "soft", 0.0)
+    relabelled = 0
+    for vid, v in data["database"].items():
+        for n, a in enumerate(v["annotations"]):
+            target = pl[vid].label_weights[n]
+            if "detector_label" in a:
+                assert target[classes.index(a["label"])] == 1.0 and target.sum() == 1.0
+                relabelled += 1
+    assert relabelled > 0
+
+
+def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
+    cfg = load_config("configs/default.yaml", chain["sets"])
+    videos, classes = load_data(cfg)
+    dcfg, labeled = cfg["dataset"], labeled_ids(cfg, videos)
+    vid = next(v for v in sorted(videos) if v not in labeled and videos[v].subset == dcfg["train_subset"]
+               and len(videos[v].labels) >= 2)
+    truth, c = videos[vid].segments, len(classes)
+    # the video's first two actions, the first predicted twice (two classes of one point), and a
+    # prediction below tau_neg, which the file does not list and keeps its class
+    segments = np.array([truth[0], truth[0], truth[1], truth[1]])
+    pred = {"segments": segments, "labels": np.array([0, 1, 2, 3]), "scores": np.array([0.9, 0.8, 0.7, 0.01]),
+            "topk_labels": np.tile(np.arange(c), (4, 1))}
+    accepted = np.array([True, True, False, False])
+    reason = np.array(["positive", "positive", "candidate", "below_tau_neg"])
+    results, decisions, changed = pseudo_label.prototype_classes(
+        {vid: pred}, {vid: (accepted, reason, np.zeros(4))}, videos, dcfg, labeled, c)
+    feats = lambda v: centred(grid_features(dcfg, v)[0])  # noqa: E731
+    bank = [(mean_pool(feats(v), to_grid(dcfg, videos[v], videos[v].segments)), videos[v].labels)
+            for v in labeled if len(videos[v].labels)]
+    protos, has = class_prototypes(np.concatenate([b[0] for b in bank]), np.concatenate([b[1] for b in bank]), c)
+    nearest = nearest_listed(mean_pool(feats(vid), to_grid(dcfg, videos[vid], segments[:3])),
+                             pred["topk_labels"][:3], pred["labels"][:3], protos, has)
+    assert nearest[0] == nearest[1]  # one segment, every class listed: one class
+    assert results[vid]["labels"].tolist() == nearest.tolist() + [3]
+    assert results[vid]["detector_labels"].tolist() == [0, 1, 2, 3]
+    assert changed == int((nearest != [0, 1, 2]).sum())
+    new_accepted, new_reason, _ = decisions[vid]
+    # the lower-scored of the two is the duplicate; the input decisions are left as they were
+    assert new_accepted.tolist() == [True, False, False, False]
+    assert new_reason.tolist() == ["positive", "duplicate", "candidate", "below_tau_neg"]
+    assert accepted.tolist() == [True, True, False, False] and reason[1] == "positive"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("nearest", "pseudo.relabel: expected one of none, prototype, got 'nearest'"),
+    ("prototype", "pseudo.relabel: a class-agnostic detector's classes come from the video-level classifier")])
+def test_bad_relabel_is_a_config_error(chain, tmp_path, capsys, value, message):  # noqa: F811
+    extra = ["dataset.class_agnostic=true", "dataset.video_scores=scores.json"] if value == "prototype" else []
+    with pytest.raises(SystemExit) as info:
+        run_main(pseudo_label.main, _args(chain["sets"] + [f"pseudo.relabel={value}"] + extra) + [
+            "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "x.json").exists()
