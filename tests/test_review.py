@@ -144,6 +144,27 @@ def test_page_draws_every_entry_once_with_summary_and_quality(tiny, tmp_path):
     assert "data-c=" not in re.search(r'<rect [^>]*data-e="hand"[^>]*>', secs[V1]).group(0)
 
 
+def test_relabelled_entries_show_the_detectors_class(tiny, tmp_path):
+    # pseudo.relabel prototype: a pseudo label whose class the prototypes changed keeps the
+    # detector's as detector_label, and its double is rejected as "duplicate"
+    data = hand_file(tiny)
+    v1 = data["database"][V1]
+    v1["annotations"][0]["detector_label"] = "CricketShot"
+    v1["rejected"].append({**v1["annotations"][0], "reason": "duplicate", "detector_label": "Diving"})
+    del v1["rejected"][-1]["origin"]
+    out = tmp_path / "review"
+    review.main([write(tiny, "pl.json", data)] + _config(tiny) + ["--out", str(out)])
+    page = (out / "index.html").read_text()
+    names = json.loads(re.search(r'<script[^>]*id="names"[^>]*>(.*?)</script>', page, re.S).group(1))
+    secs = sections(page)
+    positive = re.search(r'<rect [^>]*data-e="positive"[^>]*>', secs[V1]).group(0)
+    duplicate = re.search(r'<rect [^>]*data-e="duplicate"[^>]*>', secs[V1]).group(0)
+    assert f'data-w="{names.index("CricketShot")}"' in positive and f'data-w="{names.index("Diving")}"' in duplicate
+    assert "data-w=" not in re.search(r'<rect [^>]*data-e="mined"[^>]*>', secs[V1]).group(0)
+    counts = dict(re.findall(r'data-count="([^"]+)">(\d+)<', page))
+    assert counts["rejected:duplicate"] == "1" and "duplicate of a relabelled pseudo label" in page
+
+
 def test_page_without_config_uses_the_files_own_classes(tiny, tmp_path):
     out = tmp_path / "review"
     review.main([write(tiny, "pl.json", hand_file(tiny)), "--out", str(out)])

@@ -9,7 +9,8 @@ from disk. It shows
     videos carry ground truth (benchmarks), the pseudo-label quality of Fig. 3(c);
   - one timeline per video: lanes for the ground truth, the accepted pseudo labels coloured by
     origin and the rejected predictions by reason; hover a segment for its label and scores (score =
-    joint score, cls_score, tiou, tnd, icd, class_scores); zoom and scroll long videos; sort and filter the videos
+    joint score, cls_score, tiou, tnd, icd, class_scores, the detector's class where pseudo.relabel
+    changed it); zoom and scroll long videos; sort and filter the videos
     by pseudo labels, tau_pos, disagreement with the ground truth (a pseudo label that matches no
     ground truth of its class at tIoU >= 0.5, or a ground truth that none matches) and changes;
   - with --previous: what this round added, removed, relabelled or moved, per video and in total.
@@ -93,6 +94,7 @@ class Entry:
     kind: str                       # origin (accepted), reason (rejected), "truth"
     scores: tuple = (None,) * len(SCORE_KEYS)
     classes: tuple = ()             # class_scores as (name, probability) pairs, in the file's order
+    detector: str | None = None     # detector_label: the detector's class where pseudo.relabel changed it
 
 
 @dataclasses.dataclass
@@ -181,7 +183,8 @@ def rejected_entry(path, vid, where, e):
         if e.get(key) is not None and not _number(e[key]):
             raise data_error(path, f"expected a number, got {e[key]!r}", vid, f"{where}.{key}")
     reason = e.get("reason") if isinstance(e.get("reason"), str) and e.get("reason") else "unknown"
-    return Entry(start, end, e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS), class_pairs(e))
+    return Entry(start, end, e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS), class_pairs(e),
+                 detector_of(e))
 
 
 def class_pairs(entry):
@@ -191,6 +194,11 @@ def class_pairs(entry):
     if not isinstance(scores, dict):
         return ()
     return tuple((name, p) for name, p in scores.items() if isinstance(name, str) and _number(p))
+
+
+def detector_of(entry):
+    label = entry.get("detector_label")
+    return label if isinstance(label, str) and label else None
 
 
 def origin_of(extra):
@@ -203,7 +211,7 @@ def accepted_entries(video, classes):
     if video is None:
         return []
     return [Entry(float(s), float(e), classes[label], origin_of(x), tuple(x.get(k) for k in SCORE_KEYS),
-                  class_pairs(x))
+                  class_pairs(x), detector_of(x))
             for (s, e), label, x in zip(video.segments, video.labels, video.extra)]
 
 
@@ -420,6 +428,8 @@ def entry_rect(e, y, attrs, names, scores):
     text = " ".join([str(names.setdefault(e.label, len(names)))] + ([_num(s) for s in e.scores] if scores else []))
     if scores and e.classes:  # class_scores: "class:probability ...", classes by their number in `names`
         attrs += ' data-c="' + " ".join(f"{names.setdefault(n, len(names))}:{_num(p)}" for n, p in e.classes) + '"'
+    if scores and e.detector:  # relabelled (pseudo.relabel): the detector's own class, by its number
+        attrs += f' data-w="{names.setdefault(e.detector, len(names))}"'
     return f'<rect x="{_num(e.start, 3)}" y="{y}" width="{_num(e.end - e.start, 3)}"{attrs} data-s="{text}"/>'
 
 
@@ -643,6 +653,8 @@ SCRIPT = r"""
       if (s.length > 1) lines.push(KEYS.map(function (k, i) { return k + ' ' + s[i + 1]; }).join('  '));
       if (r.hasAttribute('data-c')) lines.push('class_scores: ' + r.getAttribute('data-c').split(' ').map(function (c) {
         var p = c.split(':'); return names[+p[0]] + ' ' + p[1]; }).join('  '));
+      if (r.hasAttribute('data-w')) lines.push('relabelled (pseudo.relabel); the detector\'s class: ' +
+                                               names[+r.getAttribute('data-w')]);
       if (r.hasAttribute('data-d')) lines.push('vs previous round: ' + r.getAttribute('data-d'));
       if (r.classList.contains('x')) lines.push(lane === 'truth' ? 'no pseudo label of its class at tIoU >= 0.5'
                                                                    : 'no ground truth of its class at tIoU >= 0.5');
