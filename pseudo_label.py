@@ -249,13 +249,15 @@ def icd_scores(model, results, videos, dcfg, bank, source, device):
 
 # ---------------------------------------------------------------- prototype classes (pseudo.relabel)
 
-def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes):
+def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, refine=0):
     """pseudo.relabel prototype: every prediction the file will list (above tau_neg) takes, among the
     classes of its class_scores, the one whose prototype of the labeled actions is nearest
-    (common/relabel.py); a pseudo label that then has the segment and class of a higher-scored one
-    of its video is rejected as 'duplicate' (ActionFormer predicts a point once per class: two
-    classes of one point become the same pseudo label). Returns the results with the new labels
-    (and the detector's as detector_labels), the decisions, and how many labels changed."""
+    (common/relabel.py); with pseudo.relabel_refine = n > 0, n more passes in which each prototype is
+    the mean of its labeled actions and of the pseudo labels the pass before gave its class. A
+    pseudo label that then has the segment and class of a higher-scored one of its video is
+    rejected as 'duplicate' (ActionFormer predicts a point once per class: two classes of one point
+    become the same pseudo label). Returns the results with the new labels (and the detector's as
+    detector_labels), the decisions, and how many labels changed."""
     def centred_features(vid):
         return centred(grid_features(dcfg, vid)[0])
 
@@ -267,22 +269,35 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes):
     if not bank:
         raise ConfigError("config key pseudo.relabel: prototype needs labeled actions, and the labeled "
                           "videos hold none")
-    protos, has = class_prototypes(np.concatenate(bank), np.concatenate(bank_labels), num_classes)
+    bank, bank_labels = np.concatenate(bank), np.concatenate(bank_labels)
+    vids = sorted(results)
+    listed = {vid: np.flatnonzero(decisions[vid][1] != "below_tau_neg") for vid in vids}
+    pooled = {vid: mean_pool(centred_features(vid), to_grid(dcfg, videos[vid], results[vid]["segments"][listed[vid]]))
+              if listed[vid].size else np.zeros((0, bank.shape[1])) for vid in vids}
+    labels = {vid: results[vid]["labels"].copy() for vid in vids}
+    protos, has = class_prototypes(bank, bank_labels, num_classes)
+    for step in range(refine + 1):
+        if step:  # the prototypes of the labeled actions and of the pseudo labels given each class
+            taken = {vid: decisions[vid][0][listed[vid]] for vid in vids}
+            protos, has = class_prototypes(
+                np.concatenate([bank] + [pooled[vid][taken[vid]] for vid in vids]),
+                np.concatenate([bank_labels] + [labels[vid][listed[vid]][taken[vid]] for vid in vids]), num_classes)
+        for vid in vids:
+            idx = listed[vid]
+            if idx.size:
+                labels[vid][idx] = nearest_listed(pooled[vid], results[vid]["topk_labels"][idx],
+                                                  results[vid]["labels"][idx], protos, has)
     out_results, out_decisions, changed = {}, {}, 0
-    for vid, r in results.items():
-        accepted, reason, icd = decisions[vid]
-        labels, listed = r["labels"].copy(), np.flatnonzero(reason != "below_tau_neg")
-        if listed.size:
-            feats = mean_pool(centred_features(vid), to_grid(dcfg, videos[vid], r["segments"][listed]))
-            labels[listed] = nearest_listed(feats, r["topk_labels"][listed], labels[listed], protos, has)
-        changed += int((labels != r["labels"]).sum())
+    for vid in vids:
+        r, (accepted, reason, icd) = results[vid], decisions[vid]
+        changed += int((labels[vid] != r["labels"]).sum())
         accepted, reason, seen = accepted.copy(), reason.astype("<U16"), set()
         for i in np.flatnonzero(accepted)[np.argsort(-r["scores"][accepted], kind="stable")]:
-            key = (int(labels[i]), *np.round(r["segments"][i], 3).tolist())
+            key = (int(labels[vid][i]), *np.round(r["segments"][i], 3).tolist())
             if key in seen:
                 accepted[i], reason[i] = False, "duplicate"
             seen.add(key)
-        out_results[vid] = {**r, "labels": labels, "detector_labels": r["labels"]}
+        out_results[vid] = {**r, "labels": labels[vid], "detector_labels": r["labels"]}
         out_decisions[vid] = (accepted, reason, icd)
     return out_results, out_decisions, changed
 
@@ -435,8 +450,8 @@ def main(argv=None):
         decisions[vid] = (accepted, low_scores(reason, r["scores"], pcfg["tau_ignore"]), icd[vid])
     detected, relabelled = results, 0
     if pcfg["relabel"] == "prototype":
-        results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg,
-                                                           labeled_ids(cfg, videos), len(classes))
+        results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
+                                                           len(classes), pcfg["relabel_refine"])
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])

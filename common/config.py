@@ -163,6 +163,7 @@ DEFAULTS = {
         # prototype of the labeled actions (mean of the video-median-centred input features over the
         # instance; common/relabel.py; not in the paper): none = the detector's class (the paper)
         "relabel": "none",
+        "relabel_refine": 0,                  # more passes, each prototype also the mean of the pseudo labels given its class
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
                                               # (sum of joint scores); 0: every class (the paper)
         # A later round (pseudo_label.py --previous FILE, the round before's file): none = select
@@ -353,6 +354,9 @@ def check_recipe(cfg):
                           "class-agnostic detector (dataset.class_agnostic: true) drops; set it 0")
     if cfg["pseudo"]["relabel"] not in ("none", "prototype"):
         raise ConfigError(f"config key pseudo.relabel: expected one of none, prototype, got {cfg['pseudo']['relabel']!r}")
+    if not (isinstance(cfg["pseudo"]["relabel_refine"], int) and 0 <= cfg["pseudo"]["relabel_refine"] <= 10):
+        raise ConfigError(f"config key pseudo.relabel_refine: expected a number of passes in 0..10, "
+                          f"got {cfg['pseudo']['relabel_refine']!r}")
     if cfg["pseudo"]["relabel"] != "none" and dcfg["class_agnostic"]:
         raise ConfigError("config key pseudo.relabel: a class-agnostic detector's classes come from the video-level "
                           "classifier (dataset.class_agnostic: true), there is nothing to relabel; set it none")

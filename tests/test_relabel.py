@@ -103,15 +103,26 @@ def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
     assert new_accepted.tolist() == [True, False, False, False]
     assert new_reason.tolist() == ["positive", "duplicate", "candidate", "below_tau_neg"]
     assert accepted.tolist() == [True, True, False, False] and reason[1] == "positive"
+    # one refining pass: each prototype also averages the accepted pseudo labels the first pass gave
+    # its class (both of them here, the same segment twice; the candidate is not accepted)
+    results, _, _ = pseudo_label.prototype_classes(
+        {vid: pred}, {vid: (accepted, reason, np.zeros(4))}, videos, dcfg, labeled, c, refine=1)
+    pooled = mean_pool(feats(vid), to_grid(dcfg, videos[vid], segments[:3]))
+    protos2, has2 = class_prototypes(np.concatenate([b[0] for b in bank] + [pooled[:2]]),
+                                     np.concatenate([b[1] for b in bank] + [nearest[:2]]), c)
+    assert not np.allclose(protos2, protos)
+    again = nearest_listed(pooled, pred["topk_labels"][:3], pred["labels"][:3], protos2, has2)
+    assert results[vid]["labels"].tolist() == again.tolist() + [3]
 
 
 @pytest.mark.parametrize("value, message", [
     ("nearest", "pseudo.relabel: expected one of none, prototype, got 'nearest'"),
+    ("prototype,pseudo.relabel_refine=-1", "pseudo.relabel_refine: expected a number of passes in 0..10, got -1"),
     ("prototype", "pseudo.relabel: a class-agnostic detector's classes come from the video-level classifier")])
 def test_bad_relabel_is_a_config_error(chain, tmp_path, capsys, value, message):  # noqa: F811
     extra = ["dataset.class_agnostic=true", "dataset.video_scores=scores.json"] if value == "prototype" else []
     with pytest.raises(SystemExit) as info:
-        run_main(pseudo_label.main, _args(chain["sets"] + [f"pseudo.relabel={value}"] + extra) + [
+        run_main(pseudo_label.main, _args(chain["sets"] + f"pseudo.relabel={value}".split(",") + extra) + [
             "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(tmp_path / "x.json")])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1 and message in err
