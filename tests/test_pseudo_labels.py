@@ -216,7 +216,7 @@ def test_file_is_stable_sorted_rounded_and_read_back_equal(chain):
         assert starts == sorted(starts)
         for a in v["annotations"] + v["rejected"]:
             assert a["score"] == round(a["score"], 4) and a["segment"][0] == round(a["segment"][0], 3)
-            assert a.get("origin", a.get("reason")) in ("positive", "mined", "candidate", "eap", "duplicate")
+            assert a.get("origin", a.get("reason")) in ("positive", "mined", "candidate", "eap")
     videos, _ = load_annotations(str(path), strict=True)
     again, _ = load_annotations(str(path), strict=True)
     for vid, v in videos.items():
