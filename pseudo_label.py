@@ -184,7 +184,7 @@ def previous_round(path, classes):
 def carried_thresholds(taus, previous):
     """tau_pos of this round, at most the previous round's: the detector a round has trained is surer,
     its scores and so its own tau_pos rise, and without the cap it selects fewer pseudo labels than
-    the round before (README, "A second round")."""
+    the round before (docs/presets_history.md, "A second round selected afresh")."""
     return {vid: min(t, previous.get(vid, float("inf"))) for vid, t in taus.items()}
 
 
@@ -201,7 +201,8 @@ def carry_labels(database, previous):
     CARRY_TIOU (whatever their classes), marked origin "previous_round", and its rejected
     predictions that no new entry overlaps, marked reason "previous_round": a surer detector
     predicts less above tau_neg, and without them more of the actions it has not found are trained
-    as background than the round before (README, "A second round"). Returns the two counts."""
+    as background than the round before (docs/presets_history.md, "A second round selected
+    afresh"). Returns the two counts."""
     labels = rejected = 0
     for vid, video in database.items():
         accepted, entries = _segments(video["annotations"]), _segments(video["annotations"] + video["rejected"])

@@ -163,8 +163,8 @@ DEFAULTS = {
         # prototype of the labeled actions (mean of the video-median-centred input features over the
         # instance; common/relabel.py; not in the paper): none = the detector's class (the paper).
         # Round 1 on the five presets, seeds 0-2, change over supervised: prototype +4.9 (confusable,
-        # its worst preset) to +23.2 (scenes); the detector's class +2.4 to +8 (README, "Pseudo
-        # labels' classes from prototypes"). Class-agnostic configs set none (the classifier's classes)
+        # its worst preset) to +23.2 (scenes); the detector's class +2.4 to +8 (README, "How the
+        # defaults were chosen"). Class-agnostic configs set none (the classifier's classes)
         "relabel": "prototype",
         "relabel_refine": 0,                  # more passes, each prototype also the mean of the pseudo labels given its class
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
