@@ -113,7 +113,8 @@ def refine(status, icd, mode, pcfg, pred=None):
     pseudo.mpp_overlap, MPP leaves out near-duplicates (distinct; pred: the video's predictions)."""
     eap, mpp = mode in ("eap", "both"), mode in ("mpp", "both")
     removed = eap & (status == "positive") & (icd < pcfg["tau_icd"])
-    # pseudo.mpp_tiou: the ALQA head's predicted tIoU decides instead of S_i (README, "What limits the round")
+    # pseudo.mpp_tiou (default 0.9): the ALQA head's predicted tIoU decides instead of S_i
+    # (README, "What limits the round")
     promote = icd > pcfg["sigma_icd"] if pcfg["mpp_tiou"] is None else pred["tiou"] >= pcfg["mpp_tiou"]
     mined = mpp & (status == "candidate") & promote
     if pcfg["mpp_overlap"] is not None and mined.any():
@@ -422,7 +423,8 @@ def main(argv=None):
         raise ConfigError(f"config key pseudo.mpp_tiou: expected null or a predicted tIoU in (0, 1], got {by_tiou!r}")
     if by_tiou is not None and (cfg["model"]["arch"] != "actionformer" or cfg["model"]["alqa"] not in ("tiou", "tiou_tnd")):
         raise ConfigError(f"config key pseudo.mpp_tiou: needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd), "
-                          f"got model.arch {cfg['model']['arch']}, model.alqa {cfg['model']['alqa']}")
+                          f"got model.arch {cfg['model']['arch']}, model.alqa {cfg['model']['alqa']}; "
+                          f"set it null for the paper's MPP by the ICD's S_i")
     carry = pcfg["carry_over"] if args.previous else "none"
     previous = previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference

@@ -11,7 +11,7 @@ and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the 
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
 has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
 a pseudo label's class target is its label alone, beta 2, tau_neg 0.15, tau_pos = mean + 1 std,
-each round selected afresh, the detector's own classes; `round_init=supervised` among a variant's overrides starts each of
+each round selected afresh, the detector's own classes, MPP by the ICD's S_i; `round_init=supervised` among a variant's overrides starts each of
 its rounds from the supervised weights, `round_init=acp` from the ACP pre-trained ones). Finished
 steps under --out are reused, and several copies
 of the command share the work through lock files (OMP_NUM_THREADS=1 each on the CPU).
@@ -46,7 +46,8 @@ PRESET_NAMES = ["small"] + list(PRESETS)
 VARIANTS = {
     "default": [],
     "paper": ["semi.background=all", "semi.class_target=hard", "semi.beta=2.0", "pseudo.tau_neg=0.15",
-              "pseudo.pos_std=1.0", "pseudo.carry_over=none", "pseudo.relabel=none"],
+              "pseudo.pos_std=1.0", "pseudo.carry_over=none", "pseudo.relabel=none",
+              "pseudo.mpp_tiou=null"],
 }
 PLAIN = ["model.alqa=none", "acp.mode=none"]
 

@@ -160,9 +160,10 @@ class Runner:
         split = os.path.join(self.args.splits, "%s_{}pct.txt".format(ratio))
         overrides = [f"seed={seed}", f"model.alqa={m['alqa']}", f"acp.mode={m['acp']}",
                      f"pseudo.selection={m['selection']}", f"pseudo.icd={m['icd']}",
-                     # the detector's own classes, as the paper and as the README's tables were
-                     # measured (pseudo.relabel, the default since, is not one of the paper's components)
-                     "pseudo.relabel=none"]
+                     # the detector's own classes and MPP by the ICD's S_i, as the paper and as the
+                     # README's tables were measured (pseudo.relabel and pseudo.mpp_tiou, the
+                     # defaults since, are not among the paper's components)
+                     "pseudo.relabel=none", "pseudo.mpp_tiou=null"]
         if ratio == 100:
             overrides += ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
         else:

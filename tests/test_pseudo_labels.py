@@ -1,5 +1,6 @@
 """Pseudo-label selection (Eq. 6, EAP/MPP), the pseudo-label file as a user interface, and the chain
 supervised -> pseudo labels -> semi -> evaluate on the tiny embedded dataset."""
+import glob
 import json
 import os
 
@@ -11,6 +12,7 @@ import evaluate
 import pseudo_label
 import train_semi
 import train_supervised
+from common.config import load_config
 from common.data import DataError, load_annotations
 from common.stage import run_main
 from common.synthetic import ensure_dataset
@@ -180,9 +182,10 @@ def chain(tmp_path_factory):
     sets = TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
                    f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
                    f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt",
-                   # the detector's own classes: these tests check its class_scores and the paper's
-                   # selection; the default pseudo.relabel prototype is tests/test_relabel.py's
-                   "pseudo.relabel=none"]
+                   # the detector's own classes and MPP by S_i: these tests check its class_scores
+                   # and the paper's selection; the defaults pseudo.relabel prototype and
+                   # pseudo.mpp_tiou 0.9 are tests/test_relabel.py's and test_mpp_by_predicted_tiou's
+                   "pseudo.relabel=none", "pseudo.mpp_tiou=null"]
     out = tmp_path_factory.mktemp("chain")
     train_supervised.main(_args(sets) + ["--out", str(out / "sup")])
     pseudo_label.main(_args(sets) + ["--checkpoint", str(out / "sup" / "last.pt"), "--out", str(out / "pl.json")])
@@ -233,7 +236,6 @@ def _edit(chain, tmp_path, change):
 
 
 def _trained_on(chain, path, class_target="hard", candidate_weight=0.0):
-    from common.config import load_config
     from common.stage import labeled_ids, load_data
     cfg = load_config("configs/default.yaml", chain["sets"])
     videos, classes = load_data(cfg)
@@ -623,3 +625,15 @@ def test_rounding_never_carries_a_segment_past_the_video(tmp_path):
     path = tmp_path / "pl.json"
     path.write_text(json.dumps(data))
     load_annotations(str(path), ["A"], strict=True)  # read back by train_semi.py's reader
+
+
+def test_shipped_configs_select_with_what_their_detector_has():
+    # MPP by predicted tIoU (the default 0.9) needs ActionFormer's tIoU head: every shipped config
+    # either has it or sets null; the class-agnostic ones keep the paper's selection (null, relabel none)
+    assert load_config("configs/default.yaml", [])["pseudo"]["mpp_tiou"] == 0.9
+    for path in sorted(glob.glob("configs/*.yaml")):
+        cfg = load_config(path, [])
+        if cfg["pseudo"]["mpp_tiou"] is not None:
+            assert cfg["model"]["arch"] == "actionformer" and cfg["model"]["alqa"] in ("tiou", "tiou_tnd"), path
+        if cfg["dataset"]["class_agnostic"]:
+            assert cfg["pseudo"]["mpp_tiou"] is None and cfg["pseudo"]["relabel"] == "none", path
