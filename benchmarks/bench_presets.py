@@ -11,10 +11,11 @@ and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the 
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
 has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
 a pseudo label's class target is its label alone, beta 2, tau_neg 0.15, tau_pos = mean + 1 std,
-each round selected afresh, the detector's own classes, MPP by the ICD's S_i; `round_init=supervised` among a variant's overrides starts each of
-its rounds from the supervised weights, `round_init=acp` from the ACP pre-trained ones). Finished
-steps under --out are reused, and several copies
-of the command share the work through lock files (OMP_NUM_THREADS=1 each on the CPU).
+each round selected afresh, the detector's own classes, MPP by the ICD's S_i;
+`round_init=supervised` among a variant's overrides starts each of its rounds from the supervised
+weights, `round_init=acp` from the ACP pre-trained ones). Finished steps under --out are reused,
+and several copies of the command share the work through lock files (OMP_NUM_THREADS=1 each on
+the CPU).
 
 Prints per preset: avg mAP (%) as mean ± sample std over the seeds that finished, the share of the
 supervised -> oracle gap each round closed, and writes OUT/presets.md and OUT/presets.json.
