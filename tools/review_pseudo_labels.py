@@ -24,6 +24,8 @@ as JSON) for shell scripts, and writes nothing.
 
 Without --config the class list is the files' own: their labels placed at their label_id.
 
+The page's HTML template, CSS and script are the files in tools/review_page/, inlined into each page.
+
 Examples:
   python tools/review_pseudo_labels.py outputs/main/round2/pseudo_labels.json --config configs/default.yaml \\
       --previous outputs/main/round1/pseudo_labels.json --out outputs/main/round2/review
@@ -562,198 +564,17 @@ def controls_html(views, previous):
             '&minus;</button><button data-zoom-all="2">+</button><button data-zoom-all="0">fit</button></div>')
 
 
-PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>review: {title}</title>
-<style>{css}svg.lanes rect[data-s]{{height:{row_h}px}}</style></head>
-<body data-rendered="">
-<h1>Pseudo labels: {path}</h1>
-<p id="error" hidden></p>
-{summary}
-<h2>Timelines</h2>
-<p class="legend">accepted: <i class="sw acc" data-e="positive"></i>positive <i class="sw acc" data-e="mined"></i>mined
-<i class="sw acc" data-e="oracle"></i>oracle <i class="sw acc" data-e="previous_round"></i>previous round
-<i class="sw acc" data-e="hand"></i>hand-added &middot; rejected:
-<i class="sw rej" data-e="candidate"></i>candidate <i class="sw rej" data-e="eap"></i>eap
-<i class="sw rej" data-e="other_class"></i>other class <i class="sw rej" data-e="previous_round"></i>previous round
-<i class="sw rej" data-e="low_score"></i>low score <i class="sw rej" data-e="duplicate"></i>duplicate &middot; <i class="sw gt"></i>ground truth &middot;
-red outline: no match at tIoU &ge; 0.5 &middot; hover a segment for its scores</p>
-{controls}
-<div id="videos">{timelines}</div>
-<div id="tip" hidden></div>
-<script type="application/json" id="names">{names}</script>
-<script>{script}</script>
-</body></html>
-"""
+PAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "review_page")
 
-CSS = """
-body{font:13px/1.4 system-ui,sans-serif;margin:16px 24px;color:#222}
-h1{font-size:18px;word-break:break-all}h2{font-size:16px;margin:18px 0 6px}h3{font-size:13px;margin:10px 0 4px}
-table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-#meta td:last-child{max-width:480px;word-break:break-all;font-family:monospace;font-size:12px}
-.cols{display:flex;gap:32px;flex-wrap:wrap}.cols>div{max-width:620px}.note{color:#666;max-width:900px}
-tr.total td{font-weight:600}.hist rect{fill:#4c6ef5}.hist text{font-size:10px;fill:#555}
-#error{color:#fff;background:#c92a2a;padding:6px}
-#controls{position:sticky;top:0;background:#f8f9fa;padding:6px;border-bottom:1px solid #ddd;z-index:2}
-#controls label{margin-left:10px}#min-n{width:50px}#shown{margin-left:10px;color:#666}
-section.video{margin:6px 0 12px}section.video h3{font-weight:400;margin:4px 0;display:flex;gap:6px;align-items:baseline}
-section.video h3 span{flex:1}
-section.video h3 a{font-weight:600;color:#222}section.video h3 span{color:#555}
-section.video button,#controls button{font-size:11px;padding:0 6px}
-.tl{display:flex}.names{flex:none}.names text{font-size:11px;fill:#444;dominant-baseline:central}
-.scroll{flex:1;overflow-x:auto;min-width:0}.inner{width:100%}
-svg.lanes{display:block;width:100%}
-svg.lanes rect{stroke:rgba(0,0,0,.45);stroke-width:.5px;vector-effect:non-scaling-stroke}
-svg.lanes rect.bg{fill:#f1f3f5;stroke:none}
-.axis{position:relative;overflow:hidden;height:16px;border-top:1px solid #aaa;font-size:10px;color:#555}
-.axis span{position:absolute;top:0;padding-left:2px;border-left:1px solid #aaa;height:12px;white-space:nowrap}
-.sw{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle;border:1px solid #0003}
-:where(.truth rect,.sw.gt){fill:#495057;background:#495057}
-:where(.accepted rect,.sw.acc){fill:#0b7285;background:#0b7285}
-[data-e=positive]{fill:#2f9e44;background:#2f9e44}[data-e=mined]{fill:#1c7ed6;background:#1c7ed6}
-[data-e=oracle]{fill:#7048e8;background:#7048e8}[data-e=hand]{fill:#f08c00;background:#f08c00}
-:where(.rejected rect,.sw.rej){fill:#ced4da;background:#ced4da}.rejected rect{fill-opacity:.8}
-[data-e=candidate]{fill:#adb5bd;background:#adb5bd}[data-e=eap]{fill:#fa5252;background:#fa5252}
-[data-e=other_class]{fill:#e599f7;background:#e599f7}[data-e=low_score]{fill:#e9ecef;background:#e9ecef}
-[data-e=duplicate]{fill:#ffd8a8;background:#ffd8a8}
-.accepted [data-e=previous_round],.sw.acc[data-e=previous_round]{fill:#8d6e63;background:#8d6e63}
-.rejected [data-e=previous_round],.sw.rej[data-e=previous_round]{fill:#868e96;background:#868e96}
-[data-p=removed]{fill:#e03131;background:#e03131}[data-p=moved]{fill:#fab005;background:#fab005}
-[data-p=relabelled]{fill:#ae3ec9;background:#ae3ec9}[data-p=unchanged]{fill:#dee2e6;background:#dee2e6}
-svg.lanes rect.x{stroke:#e03131;stroke-width:2px}
-svg.lanes rect[data-s]:hover{stroke:#000;stroke-width:2px}
-body.dim-ok .accepted rect[data-e]:not(.x),body.dim-same .accepted [data-d=unchanged]{fill-opacity:.2}
-#tip{position:absolute;z-index:3;background:#212529;color:#fff;padding:4px 8px;border-radius:3px;white-space:pre;
-font:12px/1.4 monospace;pointer-events:none}
-"""
 
-SCRIPT = r"""
-(function () {
-  var body = document.body;
-  try {
-    var names = JSON.parse(document.getElementById('names').textContent);
-    var KEYS = ['score', 'cls_score', 'tiou', 'tnd', 'icd'];
-    var TITLES = {positive: 'accepted: positive', mined: 'accepted: mined by MPP', oracle: 'accepted: oracle',
-                  hand: 'accepted: hand-added', candidate: 'rejected: candidate', eap: 'rejected: removed by EAP',
-                  other_class: 'rejected: other class', low_score: 'rejected: low score',
-                  duplicate: 'rejected: duplicate after relabel'};
-    var LATER = {accepted: 'accepted: kept from the previous round', rejected: 'rejected: the previous round\'s'};
-    var list = document.getElementById('videos');
-    var sections = Array.prototype.slice.call(list.querySelectorAll('section.video'));
-    var tip = document.getElementById('tip');
+def page_part(name):
+    """A part of the page kept beside this script: the HTML template (str.format fields, braces
+    doubled), its CSS and its script, inlined so that the written page stays one file."""
+    with open(os.path.join(PAGE_DIR, name), encoding="utf-8") as f:
+        return f.read()
 
-    function fmt(t) { return (Math.round(t * 1000) / 1000).toString(); }
-    function describe(r) {
-      var x = parseFloat(r.getAttribute('x')), w = parseFloat(r.getAttribute('width'));
-      var s = r.getAttribute('data-s').split(' ');
-      var lane = r.parentNode.getAttribute('class');
-      var head = lane === 'truth' ? 'ground truth' : lane === 'previous' ? 'previous round: ' + r.getAttribute('data-p')
-        : r.getAttribute('data-e') === 'previous_round' ? LATER[lane]
-        : (TITLES[r.getAttribute('data-e')] || lane + ': ' + r.getAttribute('data-e'));
-      var lines = [head + '  ' + names[+s[0]], fmt(x) + ' to ' + fmt(x + w) + ' s (' + w.toFixed(2) + ' s)'];
-      if (s.length > 1) lines.push(KEYS.map(function (k, i) { return k + ' ' + s[i + 1]; }).join('  '));
-      if (r.hasAttribute('data-c')) lines.push('class_scores: ' + r.getAttribute('data-c').split(' ').map(function (c) {
-        var p = c.split(':'); return names[+p[0]] + ' ' + p[1]; }).join('  '));
-      if (r.hasAttribute('data-w')) lines.push('relabelled (pseudo.relabel); the detector\'s class: ' +
-                                               names[+r.getAttribute('data-w')]);
-      if (r.hasAttribute('data-d')) lines.push('vs previous round: ' + r.getAttribute('data-d'));
-      if (r.classList.contains('x')) lines.push(lane === 'truth' ? 'no pseudo label of its class at tIoU >= 0.5'
-                                                                   : 'no ground truth of its class at tIoU >= 0.5');
-      return lines.join('\n');
-    }
-    document.addEventListener('mouseover', function (ev) {
-      var r = ev.target;
-      if (r.tagName !== 'rect' || !r.hasAttribute('data-s')) { tip.hidden = true; return; }
-      tip.textContent = describe(r);
-      tip.hidden = false;
-    });
-    document.addEventListener('mousemove', function (ev) {
-      if (tip.hidden) return;
-      var left = Math.min(ev.pageX + 14, window.scrollX + document.documentElement.clientWidth - tip.offsetWidth - 4);
-      tip.style.left = left + 'px';
-      tip.style.top = (ev.pageY + 14) + 'px';
-    });
 
-    // Axis ticks about 90 px apart at the strip's current width.
-    var STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
-    function tickLabel(t, dur, step) {
-      if (dur < 120) return (step < 1 ? t.toFixed(1) : Math.round(t)) + ' s';
-      var m = Math.floor(t / 60), sec = Math.round(t - 60 * m);
-      return m + ':' + (sec < 10 ? '0' : '') + sec;
-    }
-    function drawAxis(axis) {
-      var dur = parseFloat(axis.getAttribute('data-dur')), px = axis.clientWidth;
-      if (!px) return false;
-      var target = dur * 90 / px, step = STEPS[STEPS.length - 1];
-      for (var i = 0; i < STEPS.length; i++) if (STEPS[i] >= target) { step = STEPS[i]; break; }
-      axis.textContent = '';
-      for (var k = 0; k * step <= dur + 1e-9; k++) {
-        var span = document.createElement('span');
-        span.style.left = (100 * k * step / dur) + '%';
-        span.textContent = tickLabel(k * step, dur, step);
-        axis.appendChild(span);
-      }
-      return true;
-    }
-    function drawAxes() {
-      var n = 0;
-      sections.forEach(function (s) { if (!s.hidden && drawAxis(s.querySelector('.axis'))) n++; });
-      return n;
-    }
-    function zoom(section, factor) {
-      var inner = section.querySelector('.inner');
-      var now = parseFloat(inner.getAttribute('data-zoom') || '1');
-      var z = factor === 0 ? 1 : Math.max(1, Math.min(256, now * factor));
-      inner.setAttribute('data-zoom', z);
-      inner.style.width = (100 * z) + '%';
-      drawAxis(section.querySelector('.axis'));
-    }
-    document.addEventListener('click', function (ev) {
-      var b = ev.target;
-      if (b.hasAttribute('data-zoom')) zoom(b.closest('section'), parseFloat(b.getAttribute('data-zoom')));
-      if (b.hasAttribute('data-zoom-all')) sections.forEach(function (s) {
-        if (!s.hidden) zoom(s, parseFloat(b.getAttribute('data-zoom-all')));
-      });
-    });
-
-    // Sorting and filtering by the values each section carries.
-    function num(s, key) { var v = s.getAttribute('data-' + key); return v === null || v === '' ? NaN : +v; }
-    function el(id) { return document.getElementById(id); }
-    function apply() {
-      var how = el('sort').value.split('-'), key = how[0], sign = how[1] === 'asc' ? 1 : -1;
-      sections.sort(function (a, b) {
-        if (key === 'vid') return a.getAttribute('data-vid') < b.getAttribute('data-vid') ? -1 : 1;
-        var x = num(a, key), y = num(b, key);
-        if (isNaN(x) !== isNaN(y)) return isNaN(x) ? 1 : -1;   // videos without the value last
-        return (x === y || isNaN(x)) ? (a.getAttribute('data-vid') < b.getAttribute('data-vid') ? -1 : 1)
-                                     : sign * (x - y);
-      });
-      var minN = +el('min-n').value || 0, find = el('find').value.trim(), shown = 0;
-      var onlyDis = el('only-dis') && el('only-dis').checked;
-      var onlyChanged = el('only-changed') && el('only-changed').checked;
-      sections.forEach(function (s) {
-        list.appendChild(s);
-        s.hidden = num(s, 'n') < minN || (find && s.getAttribute('data-vid').indexOf(find) < 0) ||
-                   (onlyDis && !(num(s, 'dis') > 0)) || (onlyChanged && !(num(s, 'changes') > 0));
-        if (!s.hidden) shown++;
-      });
-      body.classList.toggle('dim-ok', !!(el('dim-ok') && el('dim-ok').checked));
-      body.classList.toggle('dim-same', !!(el('dim-same') && el('dim-same').checked));
-      el('shown').textContent = shown + ' of ' + sections.length + ' videos shown';
-      return drawAxes();
-    }
-    el('controls').addEventListener('input', apply);
-    el('controls').addEventListener('change', apply);
-    window.addEventListener('resize', drawAxes);
-    var drawn = apply();
-    body.setAttribute('data-rendered', drawn + ' timelines');
-  } catch (err) {
-    body.setAttribute('data-error', String(err && err.stack || err));
-    var box = document.getElementById('error');
-    box.textContent = 'the page script failed: ' + err;
-    box.hidden = false;
-  }
-})();
-"""
+PAGE, CSS, SCRIPT = page_part("page.html"), page_part("review.css"), page_part("review.js")
 
 
 def main(argv=None):
