@@ -2,7 +2,8 @@
 # The main job on the embedded default dataset (10% of the training videos labeled):
 #   ACP pre-training -> supervised detector -> pseudo labels -> semi-supervised training
 #   (ROUNDS times: 2 on the default dataset, where a second round gained on every preset of
-#   benchmarks/bench_presets.py; 1, the paper's, with DATASET set, where it is not measured) -> evaluation,
+#   benchmarks/bench_presets.py; 1, the paper's, with DATASET set: level on the ActivityNet-like
+#   data over three seeds, not measured with BMN) -> evaluation,
 # printing the mAP of the supervised detector and after each round. The dataset is generated on
 # first use; outputs land in outputs/main/ and a rerun reuses what is done. Each round's pseudo
 # labels get a review page (OUT/roundN/review/index.html, with the changes since the round before),
