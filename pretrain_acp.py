@@ -23,7 +23,7 @@ import os
 
 from common.acp import cluster_labels, contrast, gather_frames, pyramid_representation, sample_frames
 from common.checkpoint import restore_training_state, save_checkpoint, training_state
-from common.config import save_config
+from common.config import ConfigError, save_config
 from common.data import check_features
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
@@ -61,7 +61,7 @@ def main(argv=None):
     # 1. Config, seed, device.
     cfg = config_from_args(args)
     if cfg["acp"]["mode"] == "none":
-        raise SystemExit("error: acp.mode is none: there is nothing to pre-train")
+        raise ConfigError("config key acp.mode: none leaves ACP nothing to pre-train")
     device, last = prepare_run(args, cfg)
 
     # 2. Data: every training video, labeled or not; no annotation is read past this point.

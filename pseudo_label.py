@@ -161,7 +161,6 @@ def low_scores(reason, scores, tau_ignore):
 
 # ---------------------------------------------------------------- a later round (pseudo.carry_over)
 
-CARRY_OVER = ("none", "thresholds", "labels")
 CARRY_TIOU = 0.5  # a previous pseudo label overlapped this much by a new one is replaced by it
 
 
@@ -402,29 +401,14 @@ def main(argv=None):
     pcfg, dcfg = cfg["pseudo"], cfg["dataset"]
     ckpt = load_checkpoint(args.checkpoint)
     cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
-    device = device_of(args)  # under torchrun each process predicts its share of the videos
-    videos, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
-    ids = unlabeled_ids(cfg, videos)
-    if pcfg["carry_over"] not in CARRY_OVER:
-        raise ConfigError(f"config key pseudo.carry_over: expected one of {', '.join(CARRY_OVER)}, "
-                          f"got {pcfg['carry_over']!r}")
-    ignore = pcfg["tau_ignore"]
-    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, (int, float))
-                               or not 0 <= ignore < pcfg["tau_neg"]):
-        raise ConfigError(f"config key pseudo.tau_ignore: expected null or a joint score in [0, tau_neg "
-                          f"{pcfg['tau_neg']}), got {ignore!r}")
-    overlap = pcfg["mpp_overlap"]
-    if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, (int, float))
-                                or not 0 < overlap <= 1):
-        raise ConfigError(f"config key pseudo.mpp_overlap: expected null or a tIoU in (0, 1], got {overlap!r}")
-    by_tiou = pcfg["mpp_tiou"]
-    if by_tiou is not None and (isinstance(by_tiou, bool) or not isinstance(by_tiou, (int, float))
-                                or not 0 < by_tiou <= 1):
-        raise ConfigError(f"config key pseudo.mpp_tiou: expected null or a predicted tIoU in (0, 1], got {by_tiou!r}")
-    if by_tiou is not None and (cfg["model"]["arch"] != "actionformer" or cfg["model"]["alqa"] not in ("tiou", "tiou_tnd")):
+    if pcfg["mpp_tiou"] is not None and (cfg["model"]["arch"] != "actionformer"
+                                         or cfg["model"]["alqa"] not in ("tiou", "tiou_tnd")):
         raise ConfigError(f"config key pseudo.mpp_tiou: needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd), "
                           f"got model.arch {cfg['model']['arch']}, model.alqa {cfg['model']['alqa']}; "
                           f"set it null for the paper's MPP by the ICD's S_i")
+    device = device_of(args)  # under torchrun each process predicts its share of the videos
+    videos, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
+    ids = unlabeled_ids(cfg, videos)
     carry = pcfg["carry_over"] if args.previous else "none"
     previous = previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference

@@ -12,6 +12,7 @@ import tempfile
 import yaml
 
 from common.distributed import is_main
+from common.synthetic import SIZES
 
 DEFAULTS = {
     "seed": 0,
@@ -241,8 +242,46 @@ DEFAULTS = {
 
 
 class ConfigError(ValueError):
-    """An unknown key, a wrong type, or an unreadable config file."""
+    """An unknown key, a wrong type, a value that is not one of its key's choices, or an unreadable config file."""
 
+
+# Every key whose value is one of a few names, with those names: load_config checks each of them,
+# whether or not the stage at hand reads it, so a typo stops every stage before it reads any data.
+# None among the choices: the key may be null.
+CHOICES = {
+    "dataset.synthetic_size": (None, *SIZES, "anet"),  # common/synthetic.py's sizes and presets; anet: synthetic_anet.py
+    "model.arch": ("actionformer", "bmn"),
+    "model.alqa": ("none", "tiou", "diou", "tiou_tnd"),
+    "model.icd_features": ("input", "fpn"),
+    "train.precision": ("auto", "bf16", "fp32"),
+    "acp.mode": ("none", "coarse", "fine", "both"),
+    "pseudo.selection": ("adaptive", "fixed"),
+    "pseudo.scope": ("video", "dataset"),
+    "pseudo.icd": ("none", "eap", "mpp", "both"),
+    "pseudo.relabel": ("none", "prototype"),
+    "pseudo.carry_over": ("none", "thresholds", "labels"),
+    "semi.background": ("all", "rejected", "confident"),
+    "semi.class_target": ("hard", "soft"),
+}
+
+
+def check_choice(key, value):
+    """`value` if it is one of CHOICES[key]; else a one-line error naming the key, the value and the choices."""
+    choices = CHOICES[key]
+    if not (value is None and None in choices or isinstance(value, str) and value in choices):
+        names = ", ".join("null" if c is None else c for c in choices)
+        raise ConfigError(f"config key {key}: expected one of {names}, got {value!r}")
+    return value
+
+
+def check_choices(cfg):
+    """Every key of CHOICES in a resolved config."""
+    for key in CHOICES:
+        *sections, name = key.split(".")
+        node = cfg
+        for section in sections:
+            node = node[section]
+        check_choice(key, node[name])
 
 def _check_type(key, default, value):
     """Values keep the type of their default; ints may stand for floats, None means 'any'."""
@@ -325,6 +364,7 @@ def load_config(path=None, overrides=()):
     if path:
         try:
             merge(cfg, _read_yaml(path))
+            check_choices(cfg)  # a file's mistyped choice names the file, whatever the overrides say
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
     for text in overrides:
@@ -338,7 +378,8 @@ def _positive_int(value):
 
 
 def check_recipe(cfg):
-    """The keys of the class-agnostic recipe, whose defaults (null) let any type through `merge`."""
+    """Every choice key (CHOICES), and the keys whose defaults (null) let any type through `merge`."""
+    check_choices(cfg)
     dcfg, tcfg = cfg["dataset"], cfg["test"]
     if dcfg["resize_to"] is not None and not _positive_int(dcfg["resize_to"]):
         raise ConfigError(f"config key dataset.resize_to: expected null or a positive integer, "
@@ -359,11 +400,10 @@ def check_recipe(cfg):
     if scfg["candidate_weight"] > 0 and dcfg["class_agnostic"]:
         raise ConfigError("config key semi.candidate_weight: a weighted candidate needs class targets, which a "
                           "class-agnostic detector (dataset.class_agnostic: true) drops; set it 0")
-    if cfg["pseudo"]["relabel"] not in ("none", "prototype"):
-        raise ConfigError(f"config key pseudo.relabel: expected one of none, prototype, got {cfg['pseudo']['relabel']!r}")
     if not (isinstance(cfg["pseudo"]["relabel_refine"], int) and 0 <= cfg["pseudo"]["relabel_refine"] <= 10):
         raise ConfigError(f"config key pseudo.relabel_refine: expected a number of passes in 0..10, "
                           f"got {cfg['pseudo']['relabel_refine']!r}")
+    check_pseudo(cfg["pseudo"])
     if cfg["pseudo"]["relabel"] != "none" and dcfg["class_agnostic"]:
         raise ConfigError("config key pseudo.relabel: a class-agnostic detector's classes come from the video-level "
                           "classifier (dataset.class_agnostic: true), there is nothing to relabel; set it none")
@@ -374,6 +414,22 @@ def check_recipe(cfg):
     if tcfg["voting"] and not tcfg["class_agnostic"]:
         raise ConfigError("config key test.voting: score voting needs test.class_agnostic: true")
     check_arch(cfg)
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_pseudo(pcfg):
+    """pseudo.tau_ignore, mpp_overlap and mpp_tiou: null or a number in their range."""
+    ignore, overlap, by_tiou = pcfg["tau_ignore"], pcfg["mpp_overlap"], pcfg["mpp_tiou"]
+    if ignore is not None and not (_number(ignore) and 0 <= ignore < pcfg["tau_neg"]):
+        raise ConfigError(f"config key pseudo.tau_ignore: expected null or a joint score in [0, tau_neg "
+                          f"{pcfg['tau_neg']}), got {ignore!r}")
+    if overlap is not None and not (_number(overlap) and 0 < overlap <= 1):
+        raise ConfigError(f"config key pseudo.mpp_overlap: expected null or a tIoU in (0, 1], got {overlap!r}")
+    if by_tiou is not None and not (_number(by_tiou) and 0 < by_tiou <= 1):
+        raise ConfigError(f"config key pseudo.mpp_tiou: expected null or a predicted tIoU in (0, 1], got {by_tiou!r}")
 
 
 def check_window(cfg):
@@ -395,15 +451,10 @@ def check_window(cfg):
         raise ConfigError(f"config key dataset.window.min_inside: expected a share in (0, 1], got {share!r}")
 
 
-ARCHS = ("actionformer", "bmn")
-
-
 def check_arch(cfg):
     """model.arch, and what BMN needs of the rest: one fixed grid of T steps (dataset.resize_to, never
     cropped), proposals labelled by the video-level classifier (dataset.class_agnostic), a map that fits."""
     mcfg, dcfg = cfg["model"], cfg["dataset"]
-    if mcfg["arch"] not in ARCHS:
-        raise ConfigError(f"config key model.arch: expected {' or '.join(ARCHS)}, got {mcfg['arch']!r}")
     if mcfg["arch"] != "bmn":
         return
     bcfg, tcfg = mcfg["bmn"], cfg["test"]["bmn"]

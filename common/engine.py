@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.config import ConfigError
+from common.config import check_choice
 from common.data import collate
 from common.distributed import ShardSampler, average_stats, is_main, per_process_batch, world_size
 
@@ -108,8 +108,7 @@ def iters_per_epoch(num_videos, batch_size):
 
 def autocast(device, precision):
     """bf16 autocast on GPUs (train.precision auto or bf16); fp32 otherwise."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"config key train.precision: expected auto, bf16 or fp32, got {precision!r}")
+    check_choice("train.precision", precision)
     enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 

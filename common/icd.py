@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.config import check_choice
 from common.data import grid_features, to_grid
 
 
@@ -63,8 +64,7 @@ def feature_source(model, dcfg, kind, device):
         feats = model(torch.nn.functional.pad(x, (0, pad)), mask)["feats"][0]
         model.train(was_training)
         return feats[0, :, :t].T
-    if kind not in ("input", "fpn"):
-        raise ValueError(f"model.icd_features: {kind!r} is not input or fpn")
+    check_choice("model.icd_features", kind)
     return input_features if kind == "input" else fpn_features
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from common.acp import contrast, gather_frames, pyramid_representation, sample_frames, truth_labels
-from common.config import ConfigError
+from common.config import check_choice
 from common.distributed import all_reduce_sum, world_size
 from common.icd import batch_instances, icd_loss
 from common.model import make_points
@@ -154,7 +154,7 @@ def uncertain_background(outputs, cls_targets, cfg, points=None, uncertain=None)
     segments of its rejected predictions (the batch's "uncertain").
     """
     scfg = cfg["semi"]
-    if scfg["background"] == "all":
+    if check_choice("semi.background", scfg["background"]) == "all":
         return None
     negative = cls_targets.sum(-1) == 0
     if scfg["background"] == "rejected":
@@ -164,9 +164,6 @@ def uncertain_background(outputs, cls_targets, cfg, points=None, uncertain=None)
         inside = [((pos[:, None] >= u[:, 0].to(pos.device)) & (pos[:, None] <= u[:, 1].to(pos.device))).any(1)
                   for u in uncertain]
         return negative & torch.stack(inside)
-    if scfg["background"] != "confident":
-        raise ConfigError(f"config key semi.background: expected all, rejected or confident, got "
-                          f"{scfg['background']!r}")
     mode, eps = cfg["model"]["alqa"], cfg["loss"]["quality_eps"]
     with torch.no_grad():
         cls_logits = torch.cat(outputs["cls_logits"], dim=1).float()
@@ -233,8 +230,7 @@ def pseudo_class_targets(labels, extra, num_classes, classes, mode):
           keeps its one-hot label: a relabelled entry trains as its new label alone.
     labels: (N,) class ids; extra: per action its dict of other keys (Video.extra); classes: names.
     """
-    if mode not in ("hard", "soft"):
-        raise ConfigError(f"config key semi.class_target: expected hard or soft, got {mode!r}")
+    check_choice("semi.class_target", mode)
     targets = np.zeros((len(labels), num_classes))
     targets[np.arange(len(labels)), labels] = 1.0
     if mode == "hard":

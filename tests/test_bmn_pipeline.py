@@ -40,7 +40,7 @@ def _argv(sets, config=CONFIG):
 # ---------------------------------------------------------------- config
 
 @pytest.mark.parametrize("override, message", [
-    ("model.arch=bmm", "model.arch: expected actionformer or bmn, got 'bmm'"),
+    ("model.arch=bmm", "model.arch: expected one of actionformer, bmn, got 'bmm'"),
     ("dataset.resize_to=64", "dataset.resize_to: model.arch bmn needs every video resized to model.bmn.temporal_scale"),
     ("dataset.max_seq_len=50", "dataset.max_seq_len: 50 would crop BMN's 100 steps"),
     ("dataset.class_agnostic=false", "dataset.class_agnostic: model.arch bmn gives class-agnostic proposals"),

@@ -17,6 +17,7 @@ import pretrain_acp
 import pseudo_label
 import train_semi
 import train_supervised
+from common.config import CHOICES
 from common.stage import run_main
 from common.synthetic import ensure_dataset
 from common.synthetic_anet import ensure_anet_dataset
@@ -353,6 +354,27 @@ CASES.update({
 })
 
 
+# choice keys (common/config.py CHOICES): a value not among a key's choices stops every stage at load,
+# naming the key, the value and every choice, whether the stage reads the key or not
+def _choice(key, value, stage):
+    names = ["null" if c is None else c for c in CHOICES[key]]
+    return lambda w, d: (stage, [f"{key}={value}"], {}, [f"config key {key}", repr(value)] + names)
+
+
+# the issue's rows (issue 27): a loss of exactly 0, a KeyError, a file written as if adaptive, accepted,
+# refused only after the data was read; the last was already refused at once
+ISSUE_ROWS = [("acp.mode", "bth", "acp"), ("model.alqa", "tiou_tn", "supervised"),
+              ("pseudo.selection", "adaptve", "pseudo"), ("pseudo.icd", "boht", "supervised"),
+              ("semi.background", "rejectd", "semi"), ("pseudo.relabel", "prototyp", "pseudo")]
+for _key, _value, _stage in ISSUE_ROWS:
+    CASES[f"--set: {_key}={_value} ({_stage})"] = _choice(_key, _value, _stage)
+_CHOICE_STAGES = ["acp", "supervised", "pseudo", "semi", "eval_ckpt", "eval_pred"]
+for _i, _key in enumerate(sorted(CHOICES)):  # every key, each in another stage, most of them a stage that never reads it
+    CASES[f"--set: choice {_key}"] = _choice(_key, "typo", _CHOICE_STAGES[_i % len(_CHOICE_STAGES)])
+CASES["config: a choice mistyped in the file"] = lambda w, d: (
+    _config("acp:\n  mode: bth\n", "acp.mode")(w, d)[:3] + ([str(d / "config.yaml"), "acp.mode", "'bth'", "coarse"],))
+
+
 # checkpoints (--checkpoint of evaluate.py and pseudo_label.py, --init of train_supervised.py and train_semi.py)
 def _ckpt(change, flag, stage, *fragments):
     """A copy of the trained checkpoint that change(ckpt) broke (or replaced: its return value)."""
@@ -601,6 +623,7 @@ def test_the_sweep_is_wide():
     assert kinds >= {"annotation", "features", "labeled split", "unlabeled split", "config", "--set",
                      "--checkpoint", "--init", "predictions", "pseudo", "video scores"}
     assert sum(name.startswith("video scores:") for name in CASES) >= 10
+    assert {key for key in CHOICES if f"--set: choice {key}" in CASES} == set(CHOICES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
