@@ -30,18 +30,24 @@ class Discriminator(nn.Module):
         return 0.5 * (self.mlp(torch.cat([a, b], -1)) + self.mlp(torch.cat([b, a], -1))).squeeze(-1)
 
 
-def pool_instances(feats, segments):
-    """MaxPool of Eq. (8): feats (T, D), segments (N, 2) in grid units -> (N, D).
+def segment_steps(start, end, length):
+    """(first, last) grid step of a segment in grid units: every step whose centre (grid position i)
+    lies in [start, end]; a segment that holds no centre (shorter than a step) takes the step
+    nearest its own centre, so every instance has a feature. Held inside [0, length - 1]."""
+    lo, hi = int(np.ceil(start)), int(np.floor(end))
+    if lo > hi:
+        lo = hi = int(np.floor(0.5 * (start + end) + 0.5))
+    lo = min(max(lo, 0), length - 1)
+    return lo, min(max(hi, lo), length - 1)
 
-    Every grid step whose centre lies in [start, end] counts; a segment shorter than a step takes
-    its nearest step, so every instance has a feature.
-    """
+
+def pool_instances(feats, segments):
+    """MaxPool of Eq. (8): feats (T, D), segments (N, 2) in grid units -> (N, D), over each
+    segment's steps (segment_steps)."""
     feats = feats if torch.is_tensor(feats) else torch.from_numpy(np.array(feats, dtype=np.float32))
-    t = feats.shape[0]
     out = []
     for start, end in segments.tolist():
-        lo = min(max(int(np.ceil(start)), 0), t - 1)
-        hi = min(max(int(np.floor(end)), lo), t - 1)
+        lo, hi = segment_steps(start, end, feats.shape[0])
         out.append(feats[lo:hi + 1].max(dim=0).values)
     return torch.stack(out) if out else feats.new_zeros(0, feats.shape[1])
 

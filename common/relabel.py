@@ -18,6 +18,8 @@ keeps a few noisy peaks. Restricting to the listed classes keeps the detector's 
 """
 import numpy as np
 
+from common.icd import segment_steps
+
 
 def centred(feats):
     """(T, D) features minus the video's median feature (per dimension)."""
@@ -27,14 +29,12 @@ def centred(feats):
 
 def mean_pool(feats, segments):
     """Mean of feats (T, D) over each segment (N, 2) in grid units -> (N, D). The steps counted are
-    the ICD's (common/icd.py pool_instances): every step in [ceil(start), floor(end)], a segment
-    shorter than a step takes its nearest one."""
+    the ICD's (common/icd.py segment_steps): every step whose centre lies in the segment, or the
+    one nearest the centre of a segment shorter than a step."""
     feats = np.asarray(feats, dtype=np.float64)
-    t = feats.shape[0]
     out = np.zeros((len(segments), feats.shape[1]))
     for n, (start, end) in enumerate(np.asarray(segments, dtype=np.float64).reshape(-1, 2)):
-        lo = min(max(int(np.ceil(start)), 0), t - 1)
-        hi = min(max(int(np.floor(end)), lo), t - 1)
+        lo, hi = segment_steps(start, end, feats.shape[0])
         out[n] = feats[lo:hi + 1].mean(axis=0)
     return out
 

@@ -78,3 +78,12 @@ def test_discriminator_learns_same_versus_different():
     s_other = similarity_scores(disc, feats, (labels + 1) % 4, bank)
     assert s_same.mean() > 0.8 and s_other.mean() < 0.2
     assert torch.allclose(disc(feats[:5], feats[5:10]), disc(feats[5:10], feats[:5]))  # symmetric
+
+
+def test_a_segment_between_two_step_centres_pools_its_nearest_step():
+    # Step i is centred on grid position i. [2.3, 2.6] holds no centre; its centre 2.45 is nearest
+    # step 2 (ceil of its start would give 3); [2.6, 2.9] -> 2.75 -> step 3; [3.55, 3.9] -> step 4.
+    feats = torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    got = pool_instances(feats, torch.tensor([[2.3, 2.6], [2.6, 2.9], [3.55, 3.9]]))
+    assert got[:, 0].tolist() == [2.0, 3.0, 4.0]
+

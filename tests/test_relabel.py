@@ -20,8 +20,9 @@ def test_centred_and_mean_pool_by_hand():
     # median per dimension: 1 and 0
     assert centred(feats).tolist() == [[0, 0], [2, 0], [0, 2], [0, 0]]
     x = centred(feats)
-    # [0.6, 1.4]: step 1 alone; [1, 2]: steps 1 and 2; [2.2, 2.4] holds no step centre: its nearest, 3
-    assert mean_pool(x, [[0.6, 1.4], [1.0, 2.0], [2.2, 2.4]]).tolist() == [[2, 0], [1, 1], [0, 0]]
+    # [0.6, 1.4]: step 1 alone; [1, 2]: steps 1 and 2; [2.2, 2.4] holds no step centre: the step
+    # nearest its centre 2.3, step 2 (not ceil(2.2) = 3)
+    assert mean_pool(x, [[0.6, 1.4], [1.0, 2.0], [2.2, 2.4]]).tolist() == [[2, 0], [1, 1], [0, 2]]
 
 
 def test_prototypes_and_nearest_listed_class_by_hand():
