@@ -535,6 +535,9 @@ class VideoDataset(torch.utils.data.Dataset):
             segments = np.clip(segments[keep], offset, offset + size) - offset
             labels = labels[keep]
             weights = None if weights is None else weights[keep]
+            # a rejected region outside the window is none of the crop's (clipped, it would become
+            # [0, 0] or [size, size] and take point 0 out of the classification loss)
+            uncertain = uncertain[(uncertain[:, 1] >= offset) & (uncertain[:, 0] < offset + size)]
             uncertain = np.clip(uncertain, offset, offset + size) - offset
         extra = {} if weights is None else {"label_weights": torch.from_numpy(weights.astype(np.float32))}  # (N, C)
         return {

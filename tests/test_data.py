@@ -447,3 +447,24 @@ def test_rejected_segments_clipped_and_checked():
         video.video_extra = bad
         with pytest.raises(DataError, match=rf"pl.json: video v: {re.escape(field)}: "):
             rejected_segments("pl.json", video)
+
+
+def test_rejected_regions_outside_the_crop_are_dropped_not_clipped_to_its_edge(long_video):
+    # A pseudo-labeled video's rejected regions (semi.background rejected): one wholly before every crop,
+    # one wholly after, one across the whole video. A crop keeps the parts inside it, in its own grid
+    # units; a region outside it is no region of the crop (clipped, it became [0, 0] or [64, 64], and
+    # point 0 of every pyramid level, at grid position 0, left the classification loss).
+    import dataclasses
+    dcfg, videos = long_video
+    video = dataclasses.replace(videos["long"], uncertain=np.array([[0.0, 0.5], [39.5, 40.0], [0.0, 40.0]]))
+    grid = time_to_grid(video.uncertain, 30.0, 4, 16)            # [-2, 1.75], [294.25, 298], [-2, 298]
+    dataset = VideoDataset(dcfg, {"long": video}, ["long"], training=True, seed=5)
+    for epoch in range(10):
+        dataset.set_epoch(epoch)
+        item = dataset[0]
+        start = item["offset"]
+        if not 2 <= start <= 294.25 - 64:                        # both short regions wholly outside
+            continue
+        np.testing.assert_allclose(item["uncertain"].numpy(), [[0.0, 64.0]])   # the long one, clipped
+        return
+    raise AssertionError("no crop between the two short regions: pick another seed")
