@@ -529,11 +529,12 @@ class VideoDataset(torch.utils.data.Dataset):
         segments = time_to_grid(video.segments, video.fps, stride, frames)
         uncertain = time_to_grid(video.uncertain, video.fps, stride, frames)
         labels, weights, offset, size = video.labels, video.label_weights, 0, self.dcfg["max_seq_len"]
+        index = np.arange(len(labels))
         if self.training and len(feats) > size:
             offset, keep = self._crop(len(feats), segments, i)
             feats = feats[offset: offset + size]        # reads only the window from the memory map
             segments = np.clip(segments[keep], offset, offset + size) - offset
-            labels = labels[keep]
+            labels, index = labels[keep], index[keep]
             weights = None if weights is None else weights[keep]
             # a rejected region outside the window is none of the crop's (clipped, it would become
             # [0, 0] or [size, size] and take point 0 out of the classification loss)
@@ -545,6 +546,7 @@ class VideoDataset(torch.utils.data.Dataset):
             "feats": torch.from_numpy(np.array(feats.T, dtype=np.float32, order="C")),    # (D, T)
             "segments": torch.from_numpy(segments.astype(np.float32)),                    # (N, 2)
             "labels": torch.from_numpy(labels.astype(np.int64)),                          # (N,)
+            "instances": torch.from_numpy(index.astype(np.int64)),   # (N,) each action's index in the video's list
             "uncertain": torch.from_numpy(uncertain.astype(np.float32)),                  # (M, 2)
             "fps": video.fps, "duration": video.duration,
             "feat_stride": stride, "num_frames": frames, "offset": offset, **extra,

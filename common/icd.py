@@ -85,6 +85,7 @@ class InstanceBank:
         self.dcfg, self.videos = dcfg, videos
         self.video_ids = [v for v in video_ids if len(videos[v].labels)]
         self.feats = self.labels = None
+        self.first_row = dict(zip(self.video_ids, np.cumsum([0] + [len(videos[v].labels) for v in self.video_ids])))
 
     def build(self, source):
         feats, labels = [], []
@@ -97,16 +98,30 @@ class InstanceBank:
         self.feats, self.labels = torch.cat(feats), torch.cat(labels)
         return self
 
+    def rows_of(self, batch):
+        """(N,) the bank row of each instance of a batch (its items' "instances": indices in their
+        video's list), -1 for a video not in the bank; None for a batch that does not say."""
+        if "instances" not in batch:
+            return None
+        return torch.cat([idx.cpu() + int(self.first_row[vid]) if vid in self.first_row else torch.full_like(idx.cpu(), -1)
+                          for vid, idx in zip(batch["video_id"], batch["instances"])])
 
-def sample_pairs(labels, bank_labels, num_same, num_diff, generator):
+
+def sample_pairs(labels, bank_labels, num_same, num_diff, generator, own=None):
     """Partners for each anchor: `num_same` bank instances of its class and `num_diff` of others (Eq. 7).
 
-    Returns (anchor index, bank index, target 1/0) as flat tensors. An anchor whose class has no
-    other bank instance, or with no instance of another class, gets no partner of that kind.
+    own: (N,) the anchor's own row in the bank (-1: not there), never its partner: G_i of Eq. (7)
+    holds the other instances of its class. Returns (anchor index, bank index, target 1/0) as flat
+    tensors. An anchor whose class has no other bank instance, or with no instance of another class,
+    gets no partner of that kind.
     """
     same = labels[:, None] == bank_labels[None, :]                          # (N, M)
+    diff = ~same
+    if own is not None and (own >= 0).any():
+        mine = torch.nonzero(own >= 0).squeeze(1)
+        same[mine, own[mine]] = False
     rows, cols, targets = [], [], []
-    for want, mask, target in ((num_same, same, 1.0), (num_diff, ~same, 0.0)):
+    for want, mask, target in ((num_same, same, 1.0), (num_diff, diff, 0.0)):
         weights = mask.float()
         has = weights.sum(1) > 0
         if want == 0 or not has.any():
@@ -121,9 +136,10 @@ def sample_pairs(labels, bank_labels, num_same, num_diff, generator):
     return torch.cat(rows), torch.cat(cols), torch.cat(targets)
 
 
-def icd_loss(disc, anchors, anchor_labels, bank, num_same, num_diff, generator):
-    """Eq. (8): BCE of D on balanced same / different pairs; 0 when there is nothing to pair."""
-    a, b, target = sample_pairs(anchor_labels.cpu(), bank.labels.cpu(), num_same, num_diff, generator)
+def icd_loss(disc, anchors, anchor_labels, bank, num_same, num_diff, generator, own=None):
+    """Eq. (8): BCE of D on balanced same / different pairs; 0 when there is nothing to pair.
+    own: (N,) each anchor's row in the bank, or None (sample_pairs)."""
+    a, b, target = sample_pairs(anchor_labels.cpu(), bank.labels.cpu(), num_same, num_diff, generator, own)
     if a.numel() == 0:
         return anchors.new_zeros(())
     dev = anchors.device

@@ -344,6 +344,6 @@ def with_icd(model, outputs, batch, cfg, bank, parts):
     anchors, labels = batch_instances(batch, outputs["feats"][0].detach() if fpn else batch["feats"])
     lcfg = cfg["loss"]
     parts["icd_loss"] = icd_loss(model.icd, anchors, labels.to(anchors.device), bank,
-                                 lcfg["icd_same"], lcfg["icd_diff"], None)
+                                 lcfg["icd_same"], lcfg["icd_diff"], None, bank.rows_of(batch))
     parts["loss"] = parts["loss"] + lcfg["icd_weight"] * parts["icd_loss"]
     return parts

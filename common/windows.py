@@ -119,6 +119,7 @@ class WindowDataset(torch.utils.data.Dataset):
             "feats": torch.from_numpy(np.array(window.T, dtype=np.float32, order="C")),       # (D, n <= size)
             "segments": torch.from_numpy(segments.astype(np.float32)),                       # (N, 2)
             "labels": torch.from_numpy(video.labels[index].astype(np.int64)),                # (N,)
+            "instances": torch.from_numpy(index.astype(np.int64)),      # (N,) each action's index in the video's list
             "uncertain": torch.from_numpy(uncertain.astype(np.float32)),                     # (M, 2)
             "fps": video.fps, "duration": video.duration,
             "feat_stride": stride, "num_frames": frames, "offset": start, **extra,

@@ -128,6 +128,9 @@ def test_icd_and_acp_keep_the_real_classes(monkeypatch):
     class Bank:  # labeled instances of classes 2 and 5: each anchor has a same and an other partner
         feats, labels = torch.randn(4, 64), torch.tensor([2, 2, 5, 5])
 
+        def rows_of(self, batch):  # none of the batch's instances is among these
+            return None
+
     parts = labeled_loss(model, batch, cfg, losses.LossNormalizer(), Bank())
     assert seen == {"icd": [2, 5], "acp": [[2, 5]]}
     assert torch.isfinite(parts["loss"]) and parts["num_pos"] > 0 and parts["icd_loss"] > 0

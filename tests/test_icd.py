@@ -87,3 +87,47 @@ def test_a_segment_between_two_step_centres_pools_its_nearest_step():
     got = pool_instances(feats, torch.tensor([[2.3, 2.6], [2.6, 2.9], [3.55, 3.9]]))
     assert got[:, 0].tolist() == [2.0, 3.0, 4.0]
 
+
+class _RecordingDisc(torch.nn.Module):
+    """Records every pair it is shown; logit 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.pairs = []
+
+    def forward(self, a, b):
+        self.pairs.append((a.detach().clone(), b.detach().clone()))
+        return a.new_zeros(len(a))
+
+
+def test_no_anchor_is_its_own_same_class_partner(tmp_path):
+    # The ICD's "same" partners of a labeled instance are other instances of its class (Eq. 7): the
+    # bank holds every labeled instance, the batch's own included. Pooled from the same input features
+    # without a crop, an instance and its bank copy are equal vectors, and no two distinct instances
+    # of continuous random features are: a same-class pair of equal vectors is an anchor with itself.
+    import types
+
+    from common.config import load_config
+    from common.data import VideoDataset, collate, load_annotations
+    from common.icd import InstanceBank, feature_source
+    from common.losses import with_icd
+    from common.synthetic import ensure_dataset
+    root = tmp_path / "tiny"
+    ensure_dataset(str(root), "tiny", 0)
+    cfg = load_config("configs/default.yaml", ["dataset.synthetic_size=null", f"dataset.annotation_file={root}/annotations.json",
+                                               f"dataset.feature_dir={root}/features", "loss.icd_same=32"])
+    videos, _ = load_annotations(cfg["dataset"]["annotation_file"])
+    ids = sorted(v for v in videos if videos[v].subset == "train" and len(videos[v].labels))[:4]
+    bank = InstanceBank(cfg["dataset"], videos, ids).build(feature_source(None, cfg["dataset"], "input", "cpu"))
+    batch = collate([VideoDataset(cfg["dataset"], videos, ids, training=False)[i] for i in range(len(ids))])
+    model = types.SimpleNamespace(icd=_RecordingDisc())
+    torch.manual_seed(0)
+    with_icd(model, {}, batch, cfg, bank, {"loss": torch.zeros(())})
+    (a, b), = model.icd.pairs
+    equal = (a == b).all(dim=1)
+    assert not equal.any(), f"{int(equal.sum())} of {len(a)} pairs join an instance with itself"
+    # the only instance of its class in the bank has no same-class partner, and is no partner of its own
+    a, b, t = sample_pairs(torch.tensor([1, 0]), torch.tensor([0, 1, 0]), 3, 3, torch.Generator().manual_seed(0),
+                           own=torch.tensor([1, 0]))
+    assert t[a == 0].tolist() == [0.0] * 3 and (b[a == 0] != 1).all()
+    assert (b[(a == 1) & (t == 1)] == 2).all() and (t[a == 1] == 1).sum() == 3  # row 0 is anchor 1 itself
