@@ -24,7 +24,7 @@ import os
 from common.acp import cluster_labels, contrast, gather_frames, pyramid_representation, sample_frames
 from common.checkpoint import restore_training_state, save_checkpoint, training_state
 from common.config import ConfigError, save_config
-from common.data import check_features
+from common.data import check_features, unannotated
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
                            train_one_epoch)
@@ -64,11 +64,13 @@ def main(argv=None):
         raise ConfigError("config key acp.mode: none leaves ACP nothing to pre-train")
     device, last = prepare_run(args, cfg)
 
-    # 2. Data: every training video, labeled or not; no annotation is read past this point.
+    # 2. Data: every training video, labeled or not, without its annotations (ACP uses no label):
+    # uniform random crops of long videos, or every window (dataset.window).
     videos, classes = load_data(cfg)
     ids = subset_ids(videos, cfg["dataset"]["train_subset"], cfg["dataset"]["annotation_file"])
     check_features(cfg["dataset"], ids)
-    dataset = training_dataset(cfg, videos, ids, cfg["seed"], select=False)  # windows: every one
+    videos = {vid: unannotated(videos[vid]) for vid in ids}
+    dataset = training_dataset(cfg, videos, ids, cfg["seed"], select=False)
     tcfg = {**cfg["train"], "epochs": cfg["acp"]["epochs"], "warmup_epochs": cfg["acp"]["warmup_epochs"],
             "batch_size": cfg["acp"]["batch_size"]}
     print(f"ACP pre-training ({cfg['acp']['mode']}) on {len(ids)} training videos, device {device}")

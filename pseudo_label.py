@@ -44,7 +44,7 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.config import ConfigError, atomic_write_text
-from common.data import VideoDataset, data_error, grid_features, load_annotations, to_grid
+from common.data import VideoDataset, data_error, grid_features, load_annotations, to_grid, unannotated
 from common.detect import CLASS_TOPK
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
@@ -407,8 +407,11 @@ def main(argv=None):
                           f"got model.arch {cfg['model']['arch']}, model.alqa {cfg['model']['alqa']}; "
                           f"set it null for the paper's MPP by the ICD's S_i")
     device = device_of(args)  # under torchrun each process predicts its share of the videos
-    videos, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
-    ids = unlabeled_ids(cfg, videos)
+    annotated, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
+    ids = unlabeled_ids(cfg, annotated)
+    # The unlabeled videos without their annotations: nothing before section 5 (the quality table,
+    # where the unlabeled videos' ground truth is given) can read them.
+    videos = {**annotated, **{vid: unannotated(annotated[vid]) for vid in ids}}
     carry = pcfg["carry_over"] if args.previous else "none"
     previous = previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference
@@ -472,11 +475,14 @@ def main(argv=None):
         print(f"pseudo.relabel {pcfg['relabel']}: {relabelled} listed predictions changed class, "
               f"{counts['duplicate']} pseudo labels rejected as duplicates")
 
-    # 5. Quality against the ground truth, when the unlabeled videos have it.
-    if any(len(videos[v].labels) for v in ids):
+    # 5. Quality against the unlabeled videos' ground truth, when the annotation file gives it
+    # (benchmarks): read here only, after the file is written.
+    if any(len(annotated[v].labels) for v in ids):
         written = carry == "labels" or pcfg["relabel"] != "none"
-        print(format_quality(quality_table(detected, icd, videos, pcfg, taus,
+        print(format_quality(quality_table(detected, icd, annotated, pcfg, taus,
                                            content["database"] if written else None, classes)))
+    else:
+        print(f"no pseudo-label quality table: the unlabeled videos have no annotations in {dcfg['annotation_file']}")
     return args.out
 
 

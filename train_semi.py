@@ -27,7 +27,7 @@ import numpy as np
 
 from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import save_config
-from common.data import check_segment, data_error, load_annotations, rejected_segments
+from common.data import check_segment, data_error, load_annotations, rejected_segments, unannotated
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
                            make_loader, train_one_epoch)
@@ -91,7 +91,8 @@ def load_pseudo_labels(path, videos, classes, labeled, train_subset, class_targe
             extra, scale = extra + c_extra, np.concatenate([scale, np.full(len(c_labels), candidate_weight)])
         weights = (None if class_target == "hard" and candidate_weight == 0  # one-hot labels, the detector's own path
                    else pseudo_class_targets(labels, extra, len(classes), classes, class_target) * scale[:, None])
-        out[vid] = dataclasses.replace(videos[vid], segments=segments, labels=labels, extra=extra,
+        # the video's own annotations, if the file has any, are never read: its truth is the pseudo labels
+        out[vid] = dataclasses.replace(unannotated(videos[vid]), segments=segments, labels=labels, extra=extra,
                                        uncertain=rejected_segments(path, pl), label_weights=weights)
     return out
 

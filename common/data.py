@@ -99,6 +99,12 @@ class Video:
     label_weights: np.ndarray | None = None             # (N, C) class targets; None: one-hot labels
 
 
+def unannotated(video):
+    """The video as a stage that must not see its labels gets it: subset, duration and fps, no action
+    (ACP's pre-training on every video; the unlabeled videos pseudo_label.py predicts on)."""
+    return Video(video.video_id, video.subset, video.duration, video.fps, np.zeros((0, 2)), np.zeros(0, dtype=np.int64))
+
+
 # ---------------------------------------------------------------- annotation files
 
 def _is_number(x):
@@ -491,8 +497,9 @@ class VideoDataset(torch.utils.data.Dataset):
     """Videos as feature sequences (D, T) with their actions in grid units.
 
     training=True crops a video longer than max_seq_len to a random window whose position depends
-    only on (seed, epoch, index), so any number of loader workers gives the same crops;
-    training=False returns whole videos.
+    only on (seed, epoch, index), so any number of loader workers gives the same crops: a uniform
+    one for a video without actions (ACP's unannotated videos), else the first of max_tries
+    uniform draws that keeps an action; training=False returns whole videos.
     """
     max_tries = 20      # windows tried before accepting one without any action
 
@@ -519,7 +526,7 @@ class VideoDataset(torch.utils.data.Dataset):
             start = int(rng.integers(0, length - size + 1))
             inside = np.minimum(segments[:, 1], start + size) - np.maximum(segments[:, 0], start)
             keep = (inside > 0) & (inside >= thresh * (segments[:, 1] - segments[:, 0]))
-            if keep.any():
+            if keep.any() or not len(segments):
                 break
         return start, keep
 
