@@ -142,12 +142,13 @@ def _make_world(p, seed):
     group_of = np.array([next(i for i, g in enumerate(groups) if n in g) for n in names])
     group_vec = _unit(rng.standard_normal((len(groups), L)))
     proto = _unit(group_vec[group_of] + p.class_separation * _unit(rng.standard_normal((len(names), L))))
-    phases = _unit(proto[:, None] + p.phase_separation * _unit(rng.standard_normal((len(names), 3, L))))
+    phases = _unit(proto[:, None] + p.phase_separation * _unit(rng.standard_normal((len(names), 3, L))))[:, None]
     # normal quantiles dealt to classes at random: the pooled coverage keeps its spread at any K
     quantiles = [NormalDist().inv_cdf((i + 0.5) / len(names)) for i in rng.permutation(len(names))]
     embed = np.linalg.qr(rng.standard_normal((p.feat_dim, L)))[0].T  # (L, D), orthonormal rows
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
-                coverage_shift=p.class_coverage_spread * np.array(quantiles), embed=embed, scenes=None)
+                coverage_shift=p.class_coverage_spread * np.array(quantiles), embed=embed, scenes=None,
+                encoder=None)
 
 
 def _from_histogram(weights, u):
@@ -213,10 +214,10 @@ def _make_video(p, world, seed, k, index, label, stratum, n_strata):
     if overflow:  # annotated a moment past the end, as 1% of ActivityNet's segments are
         segments[-1][1] = round(duration + rng.uniform(0.01, 0.1), 2)
     intensity = p.intensity_median * np.exp(p.intensity_sigma * rng.standard_normal(n))
-    events = [(s, e, label, a) for (s, e), a in zip(segments, intensity)]
+    events = [(s, e, label, a, 0) for (s, e), a in zip(segments, intensity)]  # one look per class
     for s, e, c in _distractors(p, rng, instances, length, label):
         scale = p.intensity_median * np.exp(p.intensity_sigma * rng.standard_normal())
-        events.append((s, e, c, p.distractor_strength * scale))
+        events.append((s, e, c, p.distractor_strength * scale, 0))
     n_frames = int(np.floor(duration * fps + 1e-6))
     x = _frame_latents(p, world, rng, n_frames, fps, events, label)
     feats = _features(p, world, rng, x, num_features(duration, fps, p.feat_stride, p.num_frames))

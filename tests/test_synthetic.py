@@ -322,3 +322,68 @@ def test_onset_ramp_softens_boundaries_and_scenes_share_backgrounds(tmp_path, ti
         if far.any():
             backgrounds.append(f[far][0])
     assert len(backgrounds) > 5 and np.allclose(backgrounds, backgrounds[0], atol=1e-4)
+
+
+def test_relu_rms_by_hand():
+    from common.synthetic import _relu_rms
+    # bias 0: relu(a)^2 is a^2 on half the line, E = gain^2 / 2 -> rms = 2 / sqrt(2) at gain 2
+    assert _relu_rms(2.0, 0.0) == pytest.approx(np.sqrt(2.0))
+    # a very negative bias never fires; a very positive one is the identity: rms -> sqrt(gain^2 + bias^2)
+    assert _relu_rms(1.0, -10.0) == pytest.approx(0.0, abs=1e-12)
+    assert _relu_rms(1.0, 10.0) == pytest.approx(np.sqrt(101.0))
+
+
+def test_unseen_knobs_off_leave_the_world_and_the_files_as_they_were(tmp_path, tiny):
+    from common.synthetic import _make_world
+    base = make_params("tiny")
+    assert (base.class_modes, base.mode_spread, base.scene_class_lean, base.encoder_width) == (1, 0.0, 0.0, 0)
+    world = _make_world(base, 0)
+    assert world["phases"].shape == (5, 1, 3, base.latent_dim) and world["encoder"] is None
+    # setting a knob to its off value writes the same files
+    same = _tiny_with(tmp_path, "off", class_modes=1, scene_class_lean=0.0, encoder_width=0)
+    assert _load(same)[0] == _load(tiny)[0]
+    vid = sorted(_load(tiny)[0]["database"])[0]
+    assert np.array_equal(_features(same, vid), _features(tiny, vid))
+
+
+def test_encoder_gives_non_negative_features_where_scene_and_action_interact(tmp_path, tiny):
+    enc = _tiny_with(tmp_path, "enc", encoder_width=64)
+    db = _load(enc)[0]["database"]
+    assert _load(enc)[0] == _load(tiny)[0]  # the encoder changes the features only
+    feats = [_features(enc, v) for v in db]
+    assert all(f.dtype == np.float32 and f.shape == _features(tiny, v).shape for f, v in zip(feats, db))
+    allf = np.concatenate(feats)
+    assert allf.min() >= 0.0 and 0.05 < (allf == 0).mean() < 0.95  # post-ReLU: some units silent
+    # the interaction, on the latents themselves: one action's feature change depends on its scene
+    from common.synthetic import _encoded, _make_world
+    p = make_params("tiny", dict(encoder_width=64, noise_std=0.0, num_frames=8, feat_stride=8))
+    world = _make_world(p, 0)
+    rng = np.random.default_rng(0)
+    scene_a, scene_b = (np.linalg.qr(rng.standard_normal((p.latent_dim, 2)))[0].T)
+    action = world["phases"][0, 0, 1]
+    added = [_encoded(p, world, rng, np.stack([s + action, s]), 2) for s in (scene_a, scene_b)]
+    diff_a, diff_b = (a[0] - a[1] for a in added)
+    # a linear embedding would add the same vector in both scenes; the ReLU network does not
+    assert np.linalg.norm(diff_a - diff_b) > 0.3 * np.linalg.norm(diff_a)
+
+
+def test_class_modes_give_a_class_several_looks():
+    from common.synthetic import _make_world
+    p = make_params("tiny", dict(class_modes=3, mode_spread=1.0))
+    phases = _make_world(p, 0)["phases"]
+    assert phases.shape == (5, 3, 3, p.latent_dim)
+    mid = phases[:, :, 1]                     # (C, modes, L) middle phases, unit vectors
+    same_class = np.mean([mid[c, 0] @ mid[c, 1] for c in range(5)])
+    # the looks of a class stay closer to each other than to another group's class
+    assert 0.2 < same_class < 0.95
+
+
+def test_scene_class_lean_picks_the_groups_scene(tmp_path):
+    from common.synthetic import _frame_latents, _make_world
+    p = make_params("tiny", dict(scene_count=4, scene_weight=1.0, scene_class_lean=1.0, context_strength=0.0,
+                                 drift_std=0.0))
+    world = _make_world(p, 0)
+    for c in range(5):  # no action, no drift, no context: the frames are the video's scene
+        x = _frame_latents(p, world, np.random.default_rng(c), 10, 30.0, [], c)
+        want = world["scenes"][world["group_of"][c] % 4]
+        assert np.allclose(x[0], want, atol=1e-6)
