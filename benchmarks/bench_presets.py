@@ -7,7 +7,12 @@ stage scripts with the config's defaults:
                round 1 -> round 2 -> evaluation
   oracle:      the round trained on the unlabeled videos' true labels (benchmarks/oracle_labels.py)
                from the same supervised detector -> evaluation: the ceiling of one round
-and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos.
+and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos and
+on every training video (100% labeled, the preset's full-label regime). Each preset also reports
+the nearest-prototype probe (benchmarks/probe_classes.py): how often the labeled actions' raw
+features name an unlabeled action's class, the ground a rule on the features' geometry stands on.
+Presets in HELD_OUT are reported apart: no default is chosen on them (pick on the others' worst,
+then read the held-out row).
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
 has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
 a pseudo label's class target is its label alone, beta 2, tau_neg 0.15, tau_pos = mean + 1 std,
@@ -39,7 +44,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from common.synthetic import PRESETS  # noqa: E402
+from common.synthetic import HELD_OUT, PRESETS  # noqa: E402
+from probe_classes import probe_accuracy  # noqa: E402
 from reproduce import Runner, mean_std  # noqa: E402
 
 PRESET_NAMES = ["small"] + list(PRESETS)
@@ -127,9 +133,11 @@ def cell_steps(args, preset, seed):
         steps += semi_steps(f"{label}, oracle", sets, init, os.path.join(run, "pseudo_labels.json"), run,
                             pl_script="benchmarks/oracle_labels.py")
     if args.plain:
-        run, psets = os.path.join(base, "plain"), args_of(args, preset, seed, PLAIN)
-        steps += [(f"{label}, plain", "train_supervised.py", psets + ["--out", run, "--resume"],
-                   os.path.join(run, "done"), os.path.join(run, "stage.log")), evaluation(f"{label}, plain", psets, run)]
+        full = PLAIN + ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
+        for sub, extra in (("plain", PLAIN), ("plain_full", full)):
+            run, psets = os.path.join(base, sub), args_of(args, preset, seed, extra)
+            steps += [(f"{label}, {sub}", "train_supervised.py", psets + ["--out", run, "--resume"],
+                       os.path.join(run, "done"), os.path.join(run, "stage.log")), evaluation(f"{label}, {sub}", psets, run)]
     return steps
 
 
@@ -142,7 +150,8 @@ def read_avg(path):
 
 def rows_of(args, preset):
     """{row name: {seed: avg mAP}} for the runs of a preset found on disk."""
-    runs = {"supervised": "supervised", "plain ActionFormer (alqa none, acp none)": "plain", "oracle round": "oracle"}
+    runs = {"supervised": "supervised", "plain ActionFormer (alqa none, acp none)": "plain",
+            "plain ActionFormer, 100% labeled": "plain_full", "oracle round": "oracle"}
     for name in args.variants:
         for r in range(1, args.rounds + 1):
             runs[f"{name} round {r}"] = os.path.join(name, f"round{r}")
@@ -178,20 +187,36 @@ def gap_closed(rows, row):
     return f"{100 * sum(shares) / len(shares):.0f}%" if shares else ""
 
 
+def probe(args, preset):
+    """The nearest-prototype probe's accuracy (%) on a preset's split; None before its data exists."""
+    cfg = load_config(args.config, preset_sets(preset, args.ratio) + args.set)
+    if not os.path.exists(cfg["dataset"]["annotation_file"]):
+        return None
+    return 100 * probe_accuracy(cfg)["accuracy"]
+
+
 def report(args):
     lines = [f"Avg mAP (%) at {args.ratio}% labeled, mean ± sample std over the seeds found (of "
              f"{' '.join(map(str, args.seeds))}); 'change' = the round minus its own supervised start, "
-             "paired by seed; 'gap' = share of the supervised -> oracle gap closed.", "",
+             "paired by seed; 'gap' = share of the supervised -> oracle gap closed; 'probe' = the share of "
+             "the unlabeled actions the labeled actions' raw-feature prototypes name right. Held-out "
+             "presets (no default is chosen on them) come last, apart.", "",
              "| preset | run | avg mAP | seeds | change | gap |", "|---|---|---|---|---|---|"]
     record, failures = {}, []
-    for preset in args.presets:
+    chosen = [p for p in args.presets if p not in HELD_OUT]
+    for preset in chosen + [p for p in args.presets if p in HELD_OUT]:
         rows = rows_of(args, preset)
-        record[preset] = rows
+        record[preset] = dict(rows)
+        accuracy = probe(args, preset)
+        shown = f"{preset} (held out)" if preset in HELD_OUT else preset
+        if accuracy is not None:
+            record[preset]["probe"] = accuracy
+            lines.append(f"| {shown} | probe (nearest prototype, raw features) | {accuracy:.1f}% | | | |")
         for row, found in rows.items():
             if found:
                 semi = "round" in row and row != "supervised"
                 gap = gap_closed(rows, row) if semi and row != "oracle round" else ""
-                lines.append(f"| {preset} | {row} | {fmt(list(found.values()))} | {len(found)} | "
+                lines.append(f"| {shown} | {row} | {fmt(list(found.values()))} | {len(found)} | "
                              f"{change(rows, row) if semi else ''} | {gap} |")
         for name in args.check:
             for r in range(1, args.rounds + 1):

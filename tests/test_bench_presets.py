@@ -88,3 +88,50 @@ def test_report_pairs_seeds_and_the_check_fails_loudly(tmp_path):
 def test_unknown_variant_is_refused():
     with pytest.raises(SystemExit):
         bp.parse_args(["--variants", "nosuch"])
+
+
+def test_probe_names_unlabeled_actions_by_the_nearest_prototype_by_hand(tmp_path):
+    from probe_classes import probe_accuracy
+    from common.config import load_config
+    import numpy as np
+    # fps 1, stride 1, one frame a feature: second t sits at grid t - 0.5, so [2, 5] pools steps 2-4
+    feats = {"lab": np.zeros((12, 2)), "unl": np.zeros((12, 2))}
+    feats["lab"][2:5] = [2.0, 0.0]     # class A: prototype [1, 0]
+    feats["lab"][7:10] = [0.0, 3.0]    # class B: prototype [0, 1]
+    feats["unl"][1:3] = [1.0, 0.2]     # labeled B, nearest A: wrong
+    feats["unl"][5:7] = [0.1, 1.0]     # B: right
+    feats["unl"][9:11] = [2.0, 1.0]    # A: right
+    (tmp_path / "f").mkdir()
+    for vid, x in feats.items():  # median of each dimension over the 12 steps is 0: centring is a no-op
+        np.save(tmp_path / "f" / f"{vid}.npy", x.astype(np.float32))
+    ann = lambda s, e, c: {"segment": [s, e], "label": c}  # noqa: E731
+    db = {"lab": {"subset": "train", "duration": 12.0, "fps": 1.0, "annotations": [ann(2, 5, "A"), ann(7, 10, "B")]},
+          "unl": {"subset": "train", "duration": 12.0, "fps": 1.0,
+                  "annotations": [ann(1, 3, "B"), ann(5, 7, "B"), ann(9, 11, "A")]},
+          "tst": {"subset": "test", "duration": 12.0, "fps": 1.0, "annotations": []}}
+    json.dump({"database": db}, open(tmp_path / "a.json", "w"))
+    (tmp_path / "l.txt").write_text("lab\n")
+    (tmp_path / "u.txt").write_text("unl\n")
+    cfg = load_config("configs/default.yaml", [
+        f"dataset.annotation_file={tmp_path / 'a.json'}", f"dataset.feature_dir={tmp_path / 'f'}",
+        "dataset.synthetic_size=null", "dataset.feature_dim=2", "dataset.feat_stride=1", "dataset.num_frames=1",
+        f"dataset.labeled_split={tmp_path / 'l.txt'}", f"dataset.unlabeled_split={tmp_path / 'u.txt'}"])
+    got = probe_accuracy(cfg)
+    assert got["actions"] == 3 and got["labeled_actions"] == 2 and got["classes_with_prototype"] == 2
+    assert got["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_plain_runs_at_ten_and_hundred_percent_and_held_out_presets_come_apart(tmp_path):
+    args = bp.parse_args(["--presets", "unseen", "small", "--seeds", "0", "--variants", "default", "--rounds", "1",
+                          "--no-oracle", "--plain", "--out", str(tmp_path)])
+    steps = bp.cell_steps(args, "unseen", 0)
+    full = [s for s in steps if "plain_full" in s[0]]
+    assert [s[1] for s in full] == ["train_supervised.py", "evaluate.py"]
+    assert "dataset.labeled_split=null" in full[0][2] and "model.alqa=none" in full[0][2]
+    for seed_avg, sub in ((30.0, "supervised"), (60.0, "plain_full")):
+        for preset in ("small", "unseen"):
+            _fake(tmp_path, preset, 0, sub, seed_avg)
+    text, failures = bp.report(args)
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert rows[0].startswith("| small |") and rows[-1].startswith("| unseen (held out) |")
+    assert "| unseen (held out) | plain ActionFormer, 100% labeled | 60.00 | 1 |" in text and not failures
