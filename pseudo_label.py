@@ -18,7 +18,7 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      among its class_scores' classes by the nearest prototype of the labeled actions' centred input
      features (common/relabel.py; the detector's own is kept as detector_label where it differs), and
      a pseudo label that then doubles one of its video (same segment and class) is rejected as
-     'duplicate';
+     'duplicate'; with pseudo.relabel video, by the class its video's accepted predictions vote for;
   3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
      score, cls_score, tiou, tnd, icd, origin, and class_scores: P_cls of the prediction's point for
      its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
@@ -49,7 +49,7 @@ from common.detect import CLASS_TOPK
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
-from common.relabel import centred, class_prototypes, mean_pool, nearest_listed
+from common.relabel import centred, class_prototypes, mean_pool, nearest_listed, video_consensus
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
                           labeled_ids, load_data, load_weights, make_parser, predict, run_main, unlabeled_ids,
                           video_scores)
@@ -288,8 +288,29 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, re
             if idx.size:
                 labels[vid][idx] = nearest_listed(pooled[vid], results[vid]["topk_labels"][idx],
                                                   results[vid]["labels"][idx], protos, has)
+    return with_labels(results, decisions, labels)
+
+
+def video_classes(results, decisions):
+    """pseudo.relabel video: each video's accepted predictions vote for its class with their scores,
+    and every listed prediction whose class_scores hold that class takes it (common/relabel.py
+    video_consensus: a rule on the layout of real files, most videos holding one class)."""
+    labels = {}
+    for vid, r in results.items():
+        listed = decisions[vid][1] != "below_tau_neg"
+        labels[vid] = r["labels"].copy()
+        labels[vid][listed] = video_consensus(r["labels"][listed], r["scores"][listed], r["topk_labels"][listed],
+                                              decisions[vid][0][listed])
+    return with_labels(results, decisions, labels)
+
+
+def with_labels(results, decisions, labels):
+    """The results with their new labels {vid: (N,)} (the detector's kept as detector_labels). A
+    pseudo label that then has the segment and class of a higher-scored one of its video is rejected
+    as 'duplicate' (ActionFormer predicts a point once per class: two classes of one point become the
+    same pseudo label). Returns the results, the decisions and how many labels changed."""
     out_results, out_decisions, changed = {}, {}, 0
-    for vid in vids:
+    for vid in sorted(results):
         r, (accepted, reason, icd) = results[vid], decisions[vid]
         changed += int((labels[vid] != r["labels"]).sum())
         accepted, reason, seen = accepted.copy(), reason.astype("<U16"), set()
@@ -442,6 +463,8 @@ def main(argv=None):
     if pcfg["relabel"] == "prototype":
         results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
                                                            len(classes), pcfg["relabel_refine"])
+    elif pcfg["relabel"] == "video":
+        results, decisions, relabelled = video_classes(results, decisions)
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])

@@ -117,7 +117,7 @@ def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
 
 
 @pytest.mark.parametrize("value, message", [
-    ("nearest", "pseudo.relabel: expected one of none, prototype, got 'nearest'"),
+    ("nearest", "pseudo.relabel: expected one of none, prototype, video, got 'nearest'"),
     ("prototype,pseudo.relabel_refine=-1", "pseudo.relabel_refine: expected a number of passes in 0..10, got -1"),
     ("prototype", "pseudo.relabel: a class-agnostic detector's classes come from the video-level classifier")])
 def test_bad_relabel_is_a_config_error(chain, tmp_path, capsys, value, message):  # noqa: F811
@@ -128,3 +128,49 @@ def test_bad_relabel_is_a_config_error(chain, tmp_path, capsys, value, message):
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_video_consensus_by_hand():
+    from common.relabel import video_consensus
+    labels = np.array([2, 2, 5, 5, 7])
+    scores = np.array([0.5, 0.2, 0.6, 0.3, 0.9])
+    accepted = np.array([True, True, True, True, False])  # class 7's 0.9 is not accepted: no vote
+    listed = np.array([[2, 5], [2, 3], [5, 2], [5, 1], [7, 5]])
+    # votes: class 2 = 0.5 + 0.2 = 0.7, class 5 = 0.6 + 0.3 = 0.9 -> class 5 wins; every prediction
+    # listing 5 takes it (rows 0, 2, 3, 4), row 1 lists no 5 and keeps its 2
+    assert video_consensus(labels, scores, listed, accepted).tolist() == [5, 2, 5, 5, 5]
+    # nothing accepted: labels as they were
+    assert video_consensus(labels, scores, listed, np.zeros(5, bool)).tolist() == labels.tolist()
+
+
+def test_video_consensus_file(chain, tmp_path):  # noqa: F811
+    out, sets = chain["out"], chain["sets"]
+    path = tmp_path / "pl.json"
+    pseudo_label.main(_args(sets + ["pseudo.relabel=video"]) + [
+        "--checkpoint", str(out / "sup" / "last.pt"), "--out", str(path)])
+    data = json.load(open(path))
+    assert data["meta"]["relabel"] == "video"
+    changed = checked = 0
+    for v in data["database"].values():
+        accepted, entries = v["annotations"], v["annotations"] + v["rejected"]
+        if not accepted:
+            assert not any("detector_label" in e for e in entries)
+            continue
+        # the vote, recomputed from the file: each accepted pseudo label's detector class, its score
+        # (the duplicates were accepted when the vote was taken)
+        votes = {}
+        for a in accepted + [r for r in v["rejected"] if r["reason"] == "duplicate"]:
+            own = a.get("detector_label", a["label"])
+            votes[own] = votes.get(own, 0.0) + a["score"]
+        ranked = sorted(votes.values(), reverse=True) + [0.0]
+        if ranked[0] - ranked[1] < 1e-4 * len(votes):  # scores are rounded in the file: a near tie
+            continue                                     # cannot be recomputed from it
+        top = max(sorted(votes), key=lambda c: votes[c])
+        checked += 1
+        for e in entries:
+            if e.get("reason") == "below_tau_neg":
+                continue
+            if top in e["class_scores"]:
+                assert e["label"] == top
+            changed += "detector_label" in e
+    assert checked > 0 and 0 < changed <= data["meta"]["counts"]["relabelled"]
