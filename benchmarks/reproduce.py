@@ -1,7 +1,8 @@
 """Reproduce the paper's experiments (Tables 1-5, Fig. 3c) and write them as Markdown tables.
 
-Every cell is a chain of the stage scripts, each run as its own process with the config's settings
-and a few overrides:
+Every cell is a chain of the stage scripts, each run as its own process with the config's settings,
+the paper's recipe (recipe=paper: common/config.py RECIPES, whatever the config names) and the cell's
+components as overrides:
   ACP pre-training (per seed and ACP mode) -> supervised detector (per seed, ratio, ALQA mode, ACP
   mode) -> evaluation, and for semi-supervised cells -> pseudo labels -> one round of
   semi-supervised training -> evaluation.
@@ -47,9 +48,10 @@ from common.stage import labeled_ids, load_data, run_main, subset_ids  # noqa: E
 
 # ---------------------------------------------------------------- the experiments
 
-def method(alqa="tiou_tnd", acp="both", selection="adaptive", icd="both", semi=True):
-    """One detector recipe: the supervised part (alqa, acp) and, for semi cells, the pseudo labels."""
-    return {"alqa": alqa, "acp": acp, "semi": semi, "selection": selection, "icd": icd}
+def method(alqa="tiou_tnd", acp="both", selection="adaptive", icd="both", semi=True, recipe="paper"):
+    """One cell's method: the supervised part (alqa, acp) and, for semi cells, the pseudo labels'
+    selection and ICD, within a recipe (common/config.py RECIPES): the paper's for every table here."""
+    return {"alqa": alqa, "acp": acp, "semi": semi, "selection": selection, "icd": icd, "recipe": recipe}
 
 
 ACTF = method(alqa="none", acp="none", semi=False)       # ActionFormer on the labeled videos only
@@ -123,7 +125,10 @@ def run_dirs(out, seed, ratio, m):
     """Where each step of a cell lives; names spell out every setting, so cells share runs."""
     base = os.path.join(out, f"seed{seed}")
     sup = os.path.join(base, f"r{ratio}", f"sup_alqa-{m['alqa']}_acp-{m['acp']}")
-    semi = f"{sup}_semi_{m['selection']}_icd-{m['icd']}" if m["semi"] else None
+    # the recipe changes only the round (pseudo labels and semi-supervised training); the paper's is
+    # named, so a round of another reading under --out is never taken for one of its cells
+    suffix = "_paper" if m["recipe"] == "paper" else ""
+    semi = f"{sup}_semi_{m['selection']}_icd-{m['icd']}{suffix}" if m["semi"] else None
     acp = os.path.join(base, f"acp-{m['acp']}") if m["acp"] != "none" else None
     return acp, sup, semi
 
@@ -158,12 +163,9 @@ class Runner:
 
     def sets(self, seed, ratio, m):
         split = os.path.join(self.args.splits, "%s_{}pct.txt".format(ratio))
-        overrides = [f"seed={seed}", f"model.alqa={m['alqa']}", f"acp.mode={m['acp']}",
-                     f"pseudo.selection={m['selection']}", f"pseudo.icd={m['icd']}",
-                     # the detector's own classes and MPP by the ICD's S_i, as the paper and as the
-                     # README's tables were measured (pseudo.relabel and pseudo.mpp_tiou, the
-                     # defaults since, are not among the paper's components)
-                     "pseudo.relabel=none", "pseudo.mpp_tiou=null"]
+        # the recipe first: the cell's components (alqa, acp, selection, icd) vary within it
+        overrides = [f"recipe={m['recipe']}", f"seed={seed}", f"model.alqa={m['alqa']}", f"acp.mode={m['acp']}",
+                     f"pseudo.selection={m['selection']}", f"pseudo.icd={m['icd']}"]
         if ratio == 100:
             overrides += ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
         else:

@@ -13,7 +13,7 @@ import torch
 
 from common import bmn_detector, detect, losses, model
 from common.checkpoint import CheckpointError, eval_weights, load_pretrained
-from common.config import ConfigError, check_recipe, from_dict, load_config
+from common.config import ConfigError, check_values, from_dict, load_config
 from common.data import (DataError, VideoDataset, check_features, load_annotations, make_split, read_split,
                          write_split)
 from common.distributed import cleanup, setup
@@ -90,7 +90,7 @@ def config_with_model_of(cfg, ckpt, path="the checkpoint"):
         raise CheckpointError(f"{path}: config.dataset.class_agnostic: the detector was trained with "
                               f"{str(trained).lower()}, this config says {str(not trained).lower()}")
     try:  # the checkpoint's detector with this run's data: BMN's T against dataset.resize_to
-        check_recipe(cfg)
+        check_values(cfg)
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
     return cfg

@@ -2,13 +2,16 @@
 # The main job on the embedded default dataset (10% of the training videos labeled):
 #   ACP pre-training -> supervised detector -> pseudo labels -> semi-supervised training
 #   (ROUNDS times: 2 on the default dataset, where a second round gained on every preset of
-#   benchmarks/bench_presets.py; 1, the paper's, with DATASET set: level on the ActivityNet-like
-#   data over three seeds, not measured with BMN) -> evaluation,
+#   benchmarks/bench_presets.py; 1 with DATASET set: level on the ActivityNet-like data over three
+#   seeds, not measured with BMN; 1 with RECIPE=paper) -> evaluation,
 # printing the mAP of the supervised detector and after each round. The dataset is generated on
 # first use; outputs land in outputs/main/ and a rerun reuses what is done. Each round's pseudo
 # labels get a review page (OUT/roundN/review/index.html, with the changes since the round before),
 # rewritten on every run so that it shows the file as it is, hand edits included.
-#   [OUT=DIR] [ROUNDS=N] bash runs/main.sh [--set key=value ...]   e.g. ROUNDS=1 bash runs/main.sh
+#   [OUT=DIR] [ROUNDS=N] [RECIPE=paper|project] bash runs/main.sh [--set key=value ...]   e.g. ROUNDS=1 bash runs/main.sh
+# RECIPE=paper runs APL as the paper describes it (common/config.py RECIPES: its selection, ICD,
+# background, beta 2, hard targets, the detector's classes) for one round, outputs in outputs/main_paper
+# (or OUT); RECIPE=project the project's own (the default of every embedded dataset's config).
 # DATASET=anet runs the same stages on the embedded ActivityNet-like dataset with ActivityNet's recipe
 # (configs/anet_synthetic.yaml; outputs in outputs/main_anet/) and prints mAP at 0.5 / 0.75 / 0.95 too;
 # DATASET=anet_bmn the same with BMN as the detector (configs/anet_synthetic_bmn.yaml; outputs/main_anet_bmn/);
@@ -16,6 +19,14 @@
 # outputs/main_thumos_bmn/).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+RECIPE_SETS=()
+GIVEN_OUT=${OUT:-}
+case "${RECIPE:-}" in
+  "") ;;
+  paper) ROUNDS=${ROUNDS:-1}; RECIPE_SETS=(--set recipe=paper) ;;
+  project) RECIPE_SETS=(--set recipe=project) ;;
+  *) echo "RECIPE=${RECIPE}: expected paper or project, or unset for the dataset config's own" >&2; exit 2 ;;
+esac
 case "${DATASET:-}" in
   "") CFG=configs/default.yaml; OUT=${OUT:-outputs/main}; ROUNDS=${ROUNDS:-2} ;;
   anet) CFG=configs/anet_synthetic.yaml; OUT=${OUT:-outputs/main_anet} ;;
@@ -24,8 +35,9 @@ case "${DATASET:-}" in
   *) echo "DATASET=${DATASET}: expected anet, anet_bmn or thumos_bmn, or unset for the default dataset" >&2; exit 2 ;;
 esac
 ROUNDS=${ROUNDS:-1}
+[ -n "$GIVEN_OUT" ] || [ -z "${RECIPE:-}" ] || OUT="${OUT}_${RECIPE}"
 run() { "$PY" "$@" --config "$CFG" --no-progress "${SETS[@]}"; }
-SETS=("$@")
+SETS=("${RECIPE_SETS[@]}" "$@")
 
 run pretrain_acp.py --out "$OUT/acp" --resume
 run train_supervised.py --init "$OUT/acp/last.pt" --out "$OUT/supervised" --resume

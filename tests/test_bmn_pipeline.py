@@ -14,7 +14,7 @@ import train_semi
 import train_supervised
 from common.bmn_detector import BMNDetector, decode_video, from_unit, postprocess, to_unit
 from common.checkpoint import load_checkpoint
-from common.config import DEFAULTS, ConfigError, load_config
+from common.config import DEFAULTS, RECIPES, ConfigError, load_config
 from common.data import grid_of, load_annotations, time_to_grid
 from common.stage import build_detector
 from common.video_scores import load_video_scores
@@ -81,6 +81,7 @@ def test_published_config_comments_every_value():
     assert cfg["dataset"]["feature_dim"] == 400 and cfg["dataset"]["resize_to"] == 100
     assert cfg["loss"]["bmn"] == {"tem_weight": 1.0, "reg_weight": 10.0, "cls_weight": 1.0}
     defaults = dict(_leaves(DEFAULTS))
+    defaults.update(_leaves(RECIPES[cfg["recipe"]]))  # the recipe the file names (commented at its top)
     lines = open(path).read().splitlines()
     for key, value in _leaves(cfg):
         if value == defaults[key] or key in ("dataset.annotation_file", "dataset.feature_dir", "dataset.name"):

@@ -78,3 +78,38 @@ def test_partial_load_checks_missing_and_unexpected_keys():
         load_pretrained(model, {**backbone, "2.weight": torch.zeros(1)}, "p.pt", ("1.",))
     with pytest.raises(CheckpointError, match="shape"):
         load_pretrained(model, {"0.weight": torch.zeros(3, 3)}, "p.pt", ("0.bias", "1."))
+
+
+def test_the_papers_recipe_from_any_config(tmp_path):
+    from common.config import RECIPES
+    paper = RECIPES["paper"]
+    for path in ("configs/default.yaml", "configs/anet_synthetic_bmn.yaml", "configs/thumos_i3d.yaml"):
+        cfg = load_config(path, ["recipe=paper"])
+        assert all(cfg[s][k] == v for s, rules in paper.items() for k, v in rules.items()), path
+    # the paper's figures (Eq. 6 and 12, Sec. 3.1-3.2), read off its text
+    cfg = load_config("configs/default.yaml", ["recipe=paper"])
+    assert (cfg["pseudo"]["tau_neg"], cfg["pseudo"]["pos_std"], cfg["semi"]["beta"]) == (0.15, 1.0, 2.0)
+    assert (cfg["semi"]["background"], cfg["semi"]["class_target"], cfg["pseudo"]["relabel"], cfg["pseudo"]["icd"],
+            cfg["pseudo"]["mpp_tiou"], cfg["pseudo"]["carry_over"]) == ("all", "hard", "none", "both", None, "none")
+    # the BMN config's own thresholds give way to the paper's; every --set lies over the recipe, wherever it is
+    assert load_config("configs/anet_synthetic_bmn.yaml")["pseudo"]["tau_neg"] == 0.05
+    for sets in (["semi.beta=1", "recipe=paper"], ["recipe=paper", "semi.beta=1"]):
+        assert load_config("configs/default.yaml", sets)["semi"]["beta"] == 1.0
+    # the project's recipe is the defaults, as the config adapts them; a paper config switches back in one step
+    assert load_config("configs/default.yaml")["semi"] == load_config("configs/default.yaml", ["recipe=project"])["semi"]
+    back = load_config("configs/thumos_i3d.yaml", ["recipe=project"])
+    assert (back["semi"]["beta"], back["pseudo"]["relabel"], back["recipe"]) == (1.0, "prototype", "project")
+    # a resolved config written beside an output loads back as it was
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(str(tmp_path / "resolved.yaml")) == cfg
+
+
+def test_a_file_that_names_a_recipe_cannot_contradict_it(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("recipe: paper\nsemi:\n  beta: 1.0\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml: config key semi.beta: recipe paper sets it to 2.0, the file to 1.0"):
+        load_config(str(path))
+    path.write_text("recipe: paper\nsemi:\n  beta: 2.0\n")  # the recipe's own value may be spelled out
+    assert load_config(str(path))["semi"]["beta"] == 2.0
+    with pytest.raises(ConfigError, match="config key recipe: expected one of project, paper, got 'papr'"):
+        load_config(None, ["recipe=papr"])

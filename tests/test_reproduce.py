@@ -175,3 +175,27 @@ def test_the_papers_figures_are_those_of_its_table_1():
             assert rp.anet_paper(ratio, m) == tuple(figures[6:10])
             thumos = next(paper for _, m_, paper in rp.TABLES[1][2] if m_ == m)
             assert thumos[ratio] == figures[5]
+
+
+@pytest.mark.parametrize("config", ["configs/default.yaml", "configs/anet_synthetic.yaml", "configs/thumos_i3d.yaml"])
+def test_every_cell_runs_the_papers_recipe(config):
+    # Each cell's stages resolve to the paper's rules (Sec. 3.1-3.3, Eq. 6 and 12), whatever the
+    # config's own recipe, with only the cell's components (ALQA, ACP, selection, ICD) varied in it.
+    from common.config import RECIPES, load_config
+    args = rp.parse_args(["--config", config, "--out", "OUT", "--device", "cpu", "--splits", "SPLITS"])
+    runner = rp.Runner(args, None, None)
+    for ratio, m in rp.cells([1, 2, 3, 4, 5]):
+        argv = runner.sets(0, ratio, m)
+        cfg = load_config(config, [argv[i + 1] for i, a in enumerate(argv) if a == "--set"])
+        varied = {"selection": m["selection"], "icd": m["icd"]}
+        for section, rules in RECIPES["paper"].items():
+            for key, value in rules.items():
+                want = varied.get(key, value) if section == "pseudo" else value
+                assert cfg[section][key] == want, (m, section, key)
+        assert (cfg["model"]["alqa"], cfg["acp"]["mode"]) == (m["alqa"], m["acp"]) and cfg["recipe"] == "paper"
+        # the paper's figures, read off its text
+        assert (cfg["semi"]["beta"], cfg["pseudo"]["tau_neg"], cfg["pseudo"]["pos_std"]) == (2.0, 0.15, 1.0)
+        assert (cfg["semi"]["background"], cfg["semi"]["class_target"], cfg["pseudo"]["relabel"],
+                cfg["pseudo"]["carry_over"], cfg["pseudo"]["mpp_tiou"]) == ("all", "hard", "none", "none", None)
+        if m["semi"]:
+            assert rp.run_dirs("OUT", 0, ratio, m)[2].endswith("_paper")
