@@ -172,7 +172,9 @@ DEFAULTS = {
         # instance; common/relabel.py; not in the paper): none = the detector's class (the paper).
         # Round 1 on the five presets, seeds 0-2, change over supervised: prototype +4.9 (confusable,
         # its worst preset) to +24.1 (scenes); the detector's class +2.4 to +5.3 (README, "How the
-        # defaults were chosen"). Class-agnostic configs set none (the classifier's classes)
+        # defaults were chosen"). Class-agnostic configs set none (the classifier's classes).
+        # video: each video's class voted by its accepted predictions' scores, taken by every listed
+        # prediction whose class_scores hold it (a rule on real files' layout: most videos one class)
         "relabel": "prototype",
         "relabel_refine": 0,                  # more passes, each prototype also the mean of the pseudo labels given its class
         "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
@@ -287,7 +289,7 @@ CHOICES = {
     "pseudo.selection": ("adaptive", "fixed"),
     "pseudo.scope": ("video", "dataset"),
     "pseudo.icd": ("none", "eap", "mpp", "both"),
-    "pseudo.relabel": ("none", "prototype"),
+    "pseudo.relabel": ("none", "prototype", "video"),
     "pseudo.carry_over": ("none", "thresholds", "labels"),
     "semi.background": ("all", "rejected", "confident"),
     "semi.class_target": ("hard", "soft"),
