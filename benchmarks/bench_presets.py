@@ -14,9 +14,9 @@ features name an unlabeled action's class, the ground a rule on the features' ge
 Presets in HELD_OUT are reported apart: no default is chosen on them (pick on the others' worst,
 then read the held-out row).
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
-has none; "paper" is the paper's reading: every point outside the pseudo labels is background,
-a pseudo label's class target is its label alone, beta 2, tau_neg 0.15, tau_pos = mean + 1 std,
-each round selected afresh, the detector's own classes, MPP by the ICD's S_i;
+has none; "paper" is the paper's recipe, `recipe=paper`: every point outside the pseudo labels is
+background, a pseudo label's class target is its label alone, beta 2, tau_neg 0.15, tau_pos = mean
++ 1 std, each round selected afresh, the detector's own classes, MPP by the ICD's S_i;
 `round_init=supervised` among a variant's overrides starts each of its rounds from the supervised
 weights, `round_init=acp` from the ACP pre-trained ones). Finished steps under --out are reused,
 and several copies of the command share the work through lock files (OMP_NUM_THREADS=1 each on
@@ -52,9 +52,7 @@ PRESET_NAMES = ["small"] + list(PRESETS)
 # The paper's reading of the round, next to whatever the defaults are now.
 VARIANTS = {
     "default": [],
-    "paper": ["semi.background=all", "semi.class_target=hard", "semi.beta=2.0", "pseudo.tau_neg=0.15",
-              "pseudo.pos_std=1.0", "pseudo.carry_over=none", "pseudo.relabel=none",
-              "pseudo.mpp_tiou=null"],
+    "paper": ["recipe=paper"],  # common/config.py RECIPES
 }
 PLAIN = ["model.alqa=none", "acp.mode=none"]
 

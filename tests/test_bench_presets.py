@@ -135,3 +135,11 @@ def test_plain_runs_at_ten_and_hundred_percent_and_held_out_presets_come_apart(t
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert rows[0].startswith("| small |") and rows[-1].startswith("| unseen (held out) |")
     assert "| unseen (held out) | plain ActionFormer, 100% labeled | 60.00 | 1 |" in text and not failures
+
+
+def test_paper_variant_is_the_papers_recipe():
+    from common.config import RECIPES, load_config
+    cfg = load_config("configs/default.yaml", bp.preset_sets("hard") + bp.VARIANTS["paper"])
+    for section, values in RECIPES["paper"].items():
+        assert {k: cfg[section][k] for k in values} == values
+    assert cfg["pseudo"]["relabel"] == "none" and cfg["semi"]["beta"] == 2.0
