@@ -291,7 +291,7 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, re
     return with_labels(results, decisions, labels)
 
 
-def video_classes(results, decisions):
+def consensus_classes(results, decisions):
     """pseudo.relabel video: each video's accepted predictions vote for its class with their scores,
     and every listed prediction whose class_scores hold that class takes it (common/relabel.py
     video_consensus: a rule on the layout of real files, most videos holding one class)."""
@@ -464,7 +464,7 @@ def main(argv=None):
         results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
                                                            len(classes), pcfg["relabel_refine"])
     elif pcfg["relabel"] == "video":
-        results, decisions, relabelled = video_classes(results, decisions)
+        results, decisions, relabelled = consensus_classes(results, decisions)
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])
