@@ -37,13 +37,19 @@ def test_prototypes_and_nearest_listed_class_by_hand():
     assert nearest_listed(feats, listed, [2, 1, 0, 0], protos, has).tolist() == [0, 2, 0, 2]
 
 
-def test_relabelled_file(chain, tmp_path):  # noqa: F811
-    out, sets = chain["out"], chain["sets"]
+def _relabelled(chain, tmp_path, relabel):  # noqa: F811
+    """The chain's supervised detector's pseudo-label file with pseudo.relabel=relabel: (path, data)."""
     path = tmp_path / "pl.json"
-    pseudo_label.main(_args(sets + ["pseudo.relabel=prototype"]) + [
-        "--checkpoint", str(out / "sup" / "last.pt"), "--out", str(path)])
+    pseudo_label.main(_args(chain["sets"] + [f"pseudo.relabel={relabel}"]) + [
+        "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(path)])
     data = json.load(open(path))
-    assert data["meta"]["relabel"] == "prototype"
+    assert data["meta"]["relabel"] == relabel
+    return path, data
+
+
+def test_relabelled_file(chain, tmp_path):  # noqa: F811
+    sets = chain["sets"]
+    path, data = _relabelled(chain, tmp_path, "prototype")
     entries = [(vid, e) for vid, v in data["database"].items() for e in v["annotations"] + v["rejected"]]
     assert entries and all(e["label"] in e["class_scores"] for _, e in entries)
     changed = [e for _, e in entries if "detector_label" in e]
@@ -144,12 +150,7 @@ def test_video_consensus_by_hand():
 
 
 def test_video_consensus_file(chain, tmp_path):  # noqa: F811
-    out, sets = chain["out"], chain["sets"]
-    path = tmp_path / "pl.json"
-    pseudo_label.main(_args(sets + ["pseudo.relabel=video"]) + [
-        "--checkpoint", str(out / "sup" / "last.pt"), "--out", str(path)])
-    data = json.load(open(path))
-    assert data["meta"]["relabel"] == "video"
+    _, data = _relabelled(chain, tmp_path, "video")
     changed = checked = 0
     for v in data["database"].values():
         accepted, entries = v["annotations"], v["annotations"] + v["rejected"]
