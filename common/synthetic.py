@@ -352,9 +352,7 @@ def _features(p, world, rng, x, n_features):
     blocks = x[: len(x) // g * g].reshape(-1, g, x.shape[1]).sum(axis=1, dtype=np.float64)
     if world["encoder"] is not None:
         return _encoded(p, world, rng, blocks / g, n_features)
-    cs = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(blocks, axis=0)])
-    idx = np.arange(n_features) * (p.feat_stride // g)
-    windows = (cs[idx + p.num_frames // g] - cs[idx]) / p.num_frames
+    windows = _window_sums(p, blocks, n_features) / p.num_frames
     feats = np.sqrt(p.feat_dim) * windows @ world["embed"]  # unit latent -> ~1 per dimension
     return (feats + p.noise_std * rng.standard_normal(feats.shape)).astype(np.float32)
 
@@ -371,11 +369,16 @@ def _encoded(p, world, rng, blocks, n_features):
     pre = hidden @ w2.T / _relu_rms(p.encoder_gain, p.encoder_bias)  # ~ N(0, 1) per unit, as the
     # linear embedding's, plus a per-unit offset (the mean of the non-negative hidden units)
     out = np.maximum(pre + p.encoder_bias + p.noise_std * rng.standard_normal(pre.shape), 0.0)
-    per = p.num_frames // math.gcd(p.feat_stride, p.num_frames)
-    step = p.feat_stride // math.gcd(p.feat_stride, p.num_frames)
-    cs = np.concatenate([np.zeros((1, out.shape[1])), np.cumsum(out, axis=0)])
-    idx = np.arange(n_features) * step
-    return ((cs[idx + per] - cs[idx]) / per).astype(np.float32)
+    per = p.num_frames // math.gcd(p.feat_stride, p.num_frames)  # blocks a window holds
+    return (_window_sums(p, out, n_features) / per).astype(np.float32)
+
+
+def _window_sums(p, blocks, n_features):
+    """(n_features, ·) sums over each window's blocks of gcd(feat_stride, num_frames) frames."""
+    g = math.gcd(p.feat_stride, p.num_frames)
+    cs = np.concatenate([np.zeros((1, blocks.shape[1])), np.cumsum(blocks, axis=0)])
+    idx = np.arange(n_features) * (p.feat_stride // g)
+    return cs[idx + p.num_frames // g] - cs[idx]
 
 
 def _relu_rms(gain, bias):
