@@ -49,7 +49,7 @@ from common.detect import CLASS_TOPK
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
-from common.relabel import centred, class_prototypes, mean_pool, nearest_listed, video_consensus
+from common.relabel import centred, class_prototypes, mean_pool, nearest_listed, pooled_actions, video_consensus
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
                           labeled_ids, load_data, load_weights, make_parser, predict, run_main, unlabeled_ids,
                           video_scores)
@@ -262,15 +262,10 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, re
     def centred_features(vid):
         return centred(grid_features(dcfg, vid)[0])
 
-    bank, bank_labels = [], []
-    for vid in labeled:
-        if len(videos[vid].labels):
-            bank.append(mean_pool(centred_features(vid), to_grid(dcfg, videos[vid], videos[vid].segments)))
-            bank_labels.append(videos[vid].labels)
-    if not bank:
+    bank, bank_labels = pooled_actions(dcfg, videos, labeled)
+    if not len(bank_labels):
         raise ConfigError("config key pseudo.relabel: prototype needs labeled actions, and the labeled "
                           "videos hold none")
-    bank, bank_labels = np.concatenate(bank), np.concatenate(bank_labels)
     vids = sorted(results)
     listed = {vid: np.flatnonzero(decisions[vid][1] != "below_tau_neg") for vid in vids}
     pooled = {vid: mean_pool(centred_features(vid), to_grid(dcfg, videos[vid], results[vid]["segments"][listed[vid]]))

@@ -19,23 +19,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.config import load_config  # noqa: E402
-from common.data import grid_features, to_grid  # noqa: E402
-from common.relabel import centred, class_prototypes, mean_pool  # noqa: E402
+from common.relabel import class_prototypes, pooled_actions  # noqa: E402
 from common.stage import labeled_ids, load_data, unlabeled_ids  # noqa: E402
-
-
-def pooled_actions(dcfg, videos, ids):
-    """(N, D) centred mean-pooled features of every annotated action of the videos `ids`, (N,) labels."""
-    feats, labels = [], []
-    for vid in ids:
-        video = videos[vid]
-        if len(video.labels):
-            x = centred(grid_features(dcfg, vid)[0])
-            feats.append(mean_pool(x, to_grid(dcfg, video, video.segments)))
-            labels.append(video.labels)
-    if not feats:
-        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
-    return np.concatenate(feats), np.concatenate(labels)
 
 
 def probe_accuracy(cfg):

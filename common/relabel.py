@@ -18,6 +18,7 @@ keeps a few noisy peaks. Restricting to the listed classes keeps the detector's 
 """
 import numpy as np
 
+from common.data import grid_features, to_grid
 from common.icd import segment_steps
 
 
@@ -88,3 +89,17 @@ def video_consensus(labels, scores, listed, accepted):
     listed = np.asarray(listed, dtype=np.int64).reshape(len(labels), -1)
     out[(listed == top).any(axis=1)] = top
     return out
+
+
+def pooled_actions(dcfg, videos, ids):
+    """(N, D) centred mean-pooled features of every annotated action of the videos `ids`, and (N,)
+    their labels; (0, 0) and (0,) when none holds an action."""
+    feats, labels = [], []
+    for vid in ids:
+        if len(videos[vid].labels):
+            x = centred(grid_features(dcfg, vid)[0])
+            feats.append(mean_pool(x, to_grid(dcfg, videos[vid], videos[vid].segments)))
+            labels.append(videos[vid].labels)
+    if not feats:
+        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
+    return np.concatenate(feats), np.concatenate(labels)
