@@ -130,9 +130,12 @@ def cell_steps(args, preset, seed):
         run = os.path.join(base, "oracle")
         steps += semi_steps(f"{label}, oracle", sets, init, os.path.join(run, "pseudo_labels.json"), run,
                             pl_script="benchmarks/oracle_labels.py")
-    if args.plain:
+    if args.plain is not None:
         full = PLAIN + ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
+        wanted = set(args.plain or ["labeled", "full"])
         for sub, extra in (("plain", PLAIN), ("plain_full", full)):
+            if {"plain": "labeled", "plain_full": "full"}[sub] not in wanted:
+                continue
             run, psets = os.path.join(base, sub), args_of(args, preset, seed, extra)
             steps += [(f"{label}, {sub}", "train_supervised.py", psets + ["--out", run, "--resume"],
                        os.path.join(run, "done"), os.path.join(run, "stage.log")), evaluation(f"{label}, {sub}", psets, run)]
@@ -243,7 +246,9 @@ def parse_args(argv=None):
                         help="define a variant by its overrides of the pseudo-label and semi steps (repeatable)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-oracle", dest="oracle", action="store_false")
-    parser.add_argument("--plain", action="store_true", help="also the plain ActionFormer detector")
+    parser.add_argument("--plain", nargs="*", choices=["labeled", "full"], default=None,
+                        help="also the plain ActionFormer detector: on the labeled videos, on every training "
+                             "video (100%% labeled), or both (the flag alone)")
     parser.add_argument("--check", nargs="+", default=["default"], help="variants whose rounds must beat supervised")
     parser.add_argument("--out", default="outputs/presets")
     parser.add_argument("--device", default="auto")

@@ -135,6 +135,10 @@ def test_plain_runs_at_ten_and_hundred_percent_and_held_out_presets_come_apart(t
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert rows[0].startswith("| small |") and rows[-1].startswith("| unseen (held out) |")
     assert "| unseen (held out) | plain ActionFormer, 100% labeled | 60.00 | 1 |" in text and not failures
+    labeled = bp.parse_args(["--presets", "unseen", "--seeds", "0", "--variants", "default", "--no-oracle",
+                             "--plain", "labeled", "--out", str(tmp_path)])
+    names = [s[0] for s in bp.cell_steps(labeled, "unseen", 0)]
+    assert "unseen, seed 0, plain" in names and not any("plain_full" in n for n in names)
 
 
 def test_paper_variant_is_the_papers_recipe():
