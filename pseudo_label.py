@@ -2,14 +2,12 @@
 
 Runs a checkpoint (EMA weights) over the config's unlabeled videos with exactly evaluate.py's
 decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
-  1. drops those with joint score <= tau_neg; tau_pos = mean + pos_std * std of the rest (Eq. 6),
-     per video or over the whole unlabeled set (pseudo.scope); positives >= tau_pos, candidates
-     between (pseudo.selection=fixed instead keeps class scores >= 0.3, the paper's baseline);
-     With pseudo.video_topk = k > 0, only predictions of the video's k most likely classes (the
-     largest sums of joint scores) are considered; the others are rejected as 'other_class';
+  1. drops those with joint score <= tau_neg; tau_pos = mean + pos_std * std of the rest of the
+     video's (Eq. 6); positives >= tau_pos, candidates between (pseudo.selection=fixed instead keeps
+     class scores >= 0.3, the paper's baseline);
   2. scores positives and candidates with ICD (Eq. 10): positives with S < tau_icd are removed
-     (EAP), candidates with S > sigma_icd are promoted (MPP) (pseudo.icd: none | eap | mpp | both),
-     with pseudo.mpp_overlap only those that double no accepted pseudo label of their class;
+     (EAP), candidates are promoted (MPP) by pseudo.mpp's rule: S > threshold (by: icd, the paper)
+     or a predicted tIoU >= threshold (by: tiou) (pseudo.icd: none | eap | mpp | both);
   In a later round, --previous names the round before's file and pseudo.carry_over what it keeps:
      thresholds: each video's tau_pos is at most the previous one; labels: that, and the previous
      pseudo labels that no new one overlaps at tIoU >= 0.5 (origin "previous_round") and its
@@ -18,7 +16,7 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      among its class_scores' classes by the nearest prototype of the labeled actions' centred input
      features (common/relabel.py; the detector's own is kept as detector_label where it differs), and
      a pseudo label that then doubles one of its video (same segment and class) is rejected as
-     'duplicate'; with pseudo.relabel video, by the class its video's accepted predictions vote for;
+     'duplicate';
   3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
      score, cls_score, tiou, tnd, icd, origin, and class_scores: P_cls of the prediction's point for
      its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
@@ -49,7 +47,7 @@ from common.detect import CLASS_TOPK
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
 from common.metrics import segment_tiou
-from common.relabel import centred, class_prototypes, mean_pool, nearest_listed, pooled_actions, video_consensus
+from common.relabel import centred, class_prototypes, mean_pool, nearest_listed, pooled_actions
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
                           labeled_ids, load_data, load_weights, make_parser, predict, run_main, unlabeled_ids,
                           video_scores)
@@ -76,87 +74,31 @@ def adaptive_threshold(scores, tau_neg, pos_std):
     return float(kept.mean() + pos_std * kept.std())
 
 
-def video_classes(pred, k, tau_neg):
-    """The video's k most likely classes: the largest sums of joint scores above tau_neg (all of the
-    video's predictions where none is above). THUMOS14 videos hold one class (85%) or two, and
-    ActivityNet's one: a video-level vote is surer than each prediction's own class."""
-    scores, labels = pred["scores"], pred["labels"]
-    keep = scores > tau_neg if (scores > tau_neg).any() else np.ones(len(scores), dtype=bool)
-    classes, inverse = np.unique(labels[keep], return_inverse=True)
-    mass = np.bincount(inverse, weights=scores[keep], minlength=len(classes))
-    order = np.lexsort((classes, -mass))  # largest mass first, ties to the lower class id
-    return classes[order[:k]]
-
-
-def class_mask(pred, pcfg):
-    """Predictions of the video's classes (pseudo.video_topk > 0), or every prediction (0)."""
-    if pcfg["video_topk"] <= 0 or len(pred["labels"]) == 0:
-        return np.ones(len(pred["labels"]), dtype=bool)
-    return np.isin(pred["labels"], video_classes(pred, pcfg["video_topk"], pcfg["tau_neg"]))
-
-
-def initial_status(pred, pcfg, tau_pos, in_class=None):
-    """'positive' / 'candidate' / 'below_tau_neg' / 'other_class' per prediction, before ICD."""
+def initial_status(pred, pcfg, tau_pos):
+    """'positive' / 'candidate' / 'below_tau_neg' per prediction, before ICD."""
+    s = pred["scores"]
     if pcfg["selection"] == "fixed":  # the baseline: class confidence alone, no candidates
-        status = np.where(pred["cls_score"] >= pcfg["fixed_threshold"], "positive",
-                          np.where(pred["scores"] > pcfg["tau_neg"], "candidate", "below_tau_neg"))
-    else:
-        s = pred["scores"]
-        status = np.where(s >= tau_pos, "positive", np.where(s > pcfg["tau_neg"], "candidate", "below_tau_neg"))
-    if in_class is not None:  # not one of the video's classes: never a pseudo label, shown when above tau_neg
-        status = np.where(in_class | (status == "below_tau_neg"), status, "other_class").astype(status.dtype)
-    return status
+        return np.where(pred["cls_score"] >= pcfg["fixed_threshold"], "positive",
+                        np.where(s > pcfg["tau_neg"], "candidate", "below_tau_neg"))
+    return np.where(s >= tau_pos, "positive", np.where(s > pcfg["tau_neg"], "candidate", "below_tau_neg"))
 
 
-def refine(status, icd, mode, pcfg, pred=None):
-    """EAP and MPP (Sec. 3.2) -> (accepted mask, origin / reason per prediction). With
-    pseudo.mpp_overlap, MPP leaves out near-duplicates (distinct; pred: the video's predictions)."""
+def refine(status, icd, mode, pcfg, pred):
+    """EAP and MPP (Sec. 3.2) -> (accepted mask, origin / reason per prediction); pred: the video's
+    predictions, whose predicted tIoU MPP reads with pseudo.mpp.by tiou."""
     eap, mpp = mode in ("eap", "both"), mode in ("mpp", "both")
     removed = eap & (status == "positive") & (icd < pcfg["tau_icd"])
-    # pseudo.mpp_tiou (default 0.9): the ALQA head's predicted tIoU decides instead of S_i
-    # (README, "What limits the round")
-    promote = icd > pcfg["sigma_icd"] if pcfg["mpp_tiou"] is None else pred["tiou"] >= pcfg["mpp_tiou"]
+    rule = pcfg["mpp"]  # Eq. (10): S_i > threshold; by tiou (not in the paper): ALQA's tIoU >= threshold
+    promote = icd > rule["threshold"] if rule["by"] == "icd" else pred["tiou"] >= rule["threshold"]
     mined = mpp & (status == "candidate") & promote
-    if pcfg["mpp_overlap"] is not None and mined.any():
-        mined = distinct(mined, (status == "positive") & ~removed, pred, pcfg["mpp_overlap"])
     accepted = ((status == "positive") & ~removed) | mined
     reason = np.where(mined, "mined", np.where(accepted, "positive", np.where(removed, "eap", status)))
     return accepted, reason
 
 
-def distinct(mined, kept, pred, overlap):
-    """The `mined` predictions that overlap no `kept` one of their class at tIoU >= overlap, taken by
-    descending joint score, each one taken counting as kept for the rest: a candidate that doubles
-    an accepted pseudo label adds no action, only a second boundary guess for one (a one-class
-    detector, BMN, labels every proposal of a video alike, so there every overlap counts)."""
-    kept, out = kept.copy(), np.zeros_like(mined)
-    segments, labels = pred["segments"], pred["labels"]
-    for i in np.flatnonzero(mined)[np.argsort(-pred["scores"][mined], kind="stable")]:
-        same = kept & (labels == labels[i])
-        if same.any() and segment_tiou(segments[i], segments[same]).max() >= overlap:
-            continue
-        out[i] = kept[i] = True
-    return out
-
-
-def thresholds(results, pcfg, masks=None):
-    """tau_pos per video: its own (scope video) or one over every unlabeled video (scope dataset),
-    from the joint scores of the predictions `masks` keeps (the video's classes)."""
-    scores = {vid: r["scores"] if masks is None else r["scores"][masks[vid]] for vid, r in results.items()}
-    if pcfg["scope"] == "dataset":
-        tau = adaptive_threshold(np.concatenate(list(scores.values()) or [[]]), pcfg["tau_neg"], pcfg["pos_std"])
-        return {vid: tau for vid in results}
-    return {vid: adaptive_threshold(s, pcfg["tau_neg"], pcfg["pos_std"]) for vid, s in scores.items()}
-
-
-def low_scores(reason, scores, tau_ignore):
-    """pseudo.tau_ignore: the predictions below tau_neg whose joint score is above tau_ignore are
-    listed as rejected ("low_score"), so that semi.background: rejected leaves them out of the
-    classification loss instead of training them as background; tau_pos is still set from the
-    scores above tau_neg (Eq. 6). None: nothing below tau_neg is listed (the paper)."""
-    if tau_ignore is None:
-        return reason
-    return np.where((reason == "below_tau_neg") & (scores > tau_ignore), "low_score", reason).astype(reason.dtype)
+def thresholds(results, pcfg):
+    """tau_pos per video, from its own joint scores (Eq. 6)."""
+    return {vid: adaptive_threshold(r["scores"], pcfg["tau_neg"], pcfg["pos_std"]) for vid, r in results.items()}
 
 
 # ---------------------------------------------------------------- a later round (pseudo.carry_over)
@@ -250,15 +192,10 @@ def icd_scores(model, results, videos, dcfg, bank, source, device):
 
 # ---------------------------------------------------------------- prototype classes (pseudo.relabel)
 
-def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, refine=0):
+def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes):
     """pseudo.relabel prototype: every prediction the file will list (above tau_neg) takes, among the
     classes of its class_scores, the one whose prototype of the labeled actions is nearest
-    (common/relabel.py); with pseudo.relabel_refine = n > 0, n more passes in which each prototype is
-    the mean of its labeled actions and of the pseudo labels the pass before gave its class. A
-    pseudo label that then has the segment and class of a higher-scored one of its video is
-    rejected as 'duplicate' (ActionFormer predicts a point once per class: two classes of one point
-    become the same pseudo label). Returns the results with the new labels (and the detector's as
-    detector_labels), the decisions, and how many labels changed."""
+    (common/relabel.py); then with_labels. Returns the results, the decisions and how many labels changed."""
     def centred_features(vid):
         return centred(grid_features(dcfg, vid)[0])
 
@@ -272,30 +209,11 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, re
               if listed[vid].size else np.zeros((0, bank.shape[1])) for vid in vids}
     labels = {vid: results[vid]["labels"].copy() for vid in vids}
     protos, has = class_prototypes(bank, bank_labels, num_classes)
-    for step in range(refine + 1):
-        if step:  # the prototypes of the labeled actions and of the pseudo labels given each class
-            taken = {vid: decisions[vid][0][listed[vid]] for vid in vids}
-            protos, has = class_prototypes(
-                np.concatenate([bank] + [pooled[vid][taken[vid]] for vid in vids]),
-                np.concatenate([bank_labels] + [labels[vid][listed[vid]][taken[vid]] for vid in vids]), num_classes)
-        for vid in vids:
-            idx = listed[vid]
-            if idx.size:
-                labels[vid][idx] = nearest_listed(pooled[vid], results[vid]["topk_labels"][idx],
-                                                  results[vid]["labels"][idx], protos, has)
-    return with_labels(results, decisions, labels)
-
-
-def consensus_classes(results, decisions):
-    """pseudo.relabel video: each video's accepted predictions vote for its class with their scores,
-    and every listed prediction whose class_scores hold that class takes it (common/relabel.py
-    video_consensus: a rule on the layout of real files, most videos holding one class)."""
-    labels = {}
-    for vid, r in results.items():
-        listed = decisions[vid][1] != "below_tau_neg"
-        labels[vid] = r["labels"].copy()
-        labels[vid][listed] = video_consensus(r["labels"][listed], r["scores"][listed], r["topk_labels"][listed],
-                                              decisions[vid][0][listed])
+    for vid in vids:
+        idx = listed[vid]
+        if idx.size:
+            labels[vid][idx] = nearest_listed(pooled[vid], results[vid]["topk_labels"][idx],
+                                              results[vid]["labels"][idx], protos, has)
     return with_labels(results, decisions, labels)
 
 
@@ -383,14 +301,13 @@ def quality_table(results, icd, videos, pcfg, taus, written=None, classes=()):
     """The five selections of Fig. 3(c) from the same predictions (adaptive ones at `taus`), and
     the file as written where it differs from them (a round that carried labels over, or relabelled them)."""
     rows = {}
-    masks = {vid: class_mask(r, pcfg) for vid, r in results.items()}
     for name, selection, mode in (("fixed (cls >= %.2g)" % pcfg["fixed_threshold"], "fixed", "none"),
                                   ("adaptive", "adaptive", "none"), ("+EAP", "adaptive", "eap"),
                                   ("+MPP", "adaptive", "mpp"), ("+EAP+MPP", "adaptive", "both")):
         cfg = {**pcfg, "selection": selection}
         chosen = {}
         for vid, r in results.items():
-            accepted, _ = refine(initial_status(r, cfg, taus[vid], masks[vid]), icd[vid], mode, cfg, r)
+            accepted, _ = refine(initial_status(r, cfg, taus[vid]), icd[vid], mode, cfg, r)
             chosen[vid] = (r["segments"][accepted], r["labels"][accepted], r["scores"][accepted])
         rows[name] = quality(chosen, videos)
     if written is not None:  # entries by class name: a carried one may be hand-written
@@ -417,11 +334,11 @@ def main(argv=None):
     pcfg, dcfg = cfg["pseudo"], cfg["dataset"]
     ckpt = load_checkpoint(args.checkpoint)
     cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
-    if pcfg["mpp_tiou"] is not None and (cfg["model"]["arch"] != "actionformer"
-                                         or cfg["model"]["alqa"] not in ("tiou", "tiou_tnd")):
-        raise ConfigError(f"config key pseudo.mpp_tiou: needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd), "
+    if pcfg["mpp"]["by"] == "tiou" and (cfg["model"]["arch"] != "actionformer"
+                                        or cfg["model"]["alqa"] not in ("tiou", "tiou_tnd")):
+        raise ConfigError(f"config key pseudo.mpp.by: tiou needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd), "
                           f"got model.arch {cfg['model']['arch']}, model.alqa {cfg['model']['alqa']}; "
-                          f"set it null for the paper's MPP by the ICD's S_i")
+                          f"set it icd for the paper's MPP by the ICD's S_i")
     device = device_of(args)  # under torchrun each process predicts its share of the videos
     annotated, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
     ids = unlabeled_ids(cfg, annotated)
@@ -443,30 +360,26 @@ def main(argv=None):
         results = {vid: with_video_classes(r, probs[vid]) for vid, r in results.items()}
 
     # 3. Adaptive thresholds (Eq. 6) and ICD refinement (Eq. 10).
-    source = feature_source(model, dcfg, cfg["model"]["icd_features"], device)
+    source = feature_source(dcfg, device)
     bank = InstanceBank(dcfg, videos, labeled_ids(cfg, videos)).build(source)
     icd = icd_scores(model, results, videos, dcfg, bank, source, device)
-    masks = {vid: class_mask(r, pcfg) for vid, r in results.items()}
-    taus = thresholds(results, pcfg, masks)
+    taus = thresholds(results, pcfg)
     if previous is not None:
         taus = carried_thresholds(taus, previous[0])
     decisions = {}
     for vid, r in results.items():
-        accepted, reason = refine(initial_status(r, pcfg, taus[vid], masks[vid]), icd[vid], pcfg["icd"], pcfg, r)
-        decisions[vid] = (accepted, low_scores(reason, r["scores"], pcfg["tau_ignore"]), icd[vid])
+        accepted, reason = refine(initial_status(r, pcfg, taus[vid]), icd[vid], pcfg["icd"], pcfg, r)
+        decisions[vid] = (accepted, reason, icd[vid])
     detected, relabelled = results, 0
     if pcfg["relabel"] == "prototype":
         results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
-                                                           len(classes), pcfg["relabel_refine"])
-    elif pcfg["relabel"] == "video":
-        results, decisions, relabelled = consensus_classes(results, decisions)
+                                                           len(classes))
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])
     counts = {"videos": len(ids), "positive": int((reasons == "positive").sum()),
               "mined": int((reasons == "mined").sum()), "removed_eap": int((reasons == "eap").sum()),
-              "candidate": int((reasons == "candidate").sum()), "other_class": int((reasons == "other_class").sum()),
-              "low_score": int((reasons == "low_score").sum()), "below_tau_neg": int((reasons == "below_tau_neg").sum())}
+              "candidate": int((reasons == "candidate").sum()), "below_tau_neg": int((reasons == "below_tau_neg").sum())}
     if pcfg["relabel"] != "none":
         counts.update(relabelled=relabelled, duplicate=int((reasons == "duplicate").sum()))
     agnostic = {} if probs is None else {"class_agnostic": (
@@ -487,7 +400,6 @@ def main(argv=None):
           f"({counts['positive']} positive, {counts['mined']} mined by MPP, "
           + (f"{counts['previous_round']} kept from the previous round, " if carry == "labels" else "")
           + f"{counts['removed_eap']} removed by EAP, {counts['candidate']} candidates left out"
-          + (f", {counts['low_score']} below tau_neg listed as rejected" if pcfg["tau_ignore"] is not None else "")
           + (f", {counts['previous_rejected']} of the previous round's" if carry == "labels" else "") + ")")
     if pcfg["relabel"] != "none":
         print(f"pseudo.relabel {pcfg['relabel']}: {relabelled} listed predictions changed class, "

@@ -23,11 +23,9 @@ import dataclasses
 import functools
 import os
 
-import numpy as np
-
 from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import save_config
-from common.data import check_segment, data_error, load_annotations, rejected_segments, unannotated
+from common.data import data_error, load_annotations, rejected_segments, unannotated
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
                            make_loader, train_one_epoch)
@@ -48,27 +46,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def candidates(path, video, classes):
-    """A pseudo-labeled video's candidates, the entries of its rejected list whose reason is
-    candidate: (M, 2) seconds clipped to the video, (M,) class ids and their dicts."""
-    index = {name: i for i, name in enumerate(classes)}
-    segments, labels, extra = [], [], []
-    for k, e in enumerate(video.video_extra.get("rejected", [])):
-        if not (isinstance(e, dict) and e.get("reason") == "candidate"):
-            continue
-        start, end = check_segment(path, video.video_id, f"rejected[{k}].segment", e.get("segment"))
-        if e.get("label") not in index:
-            raise data_error(path, f"unknown class {e.get('label')!r}", video.video_id, f"rejected[{k}].label")
-        segments.append((min(max(start, 0.0), video.duration), min(max(end, 0.0), video.duration)))
-        labels.append(index[e["label"]])
-        extra.append({k2: v for k2, v in e.items() if k2 not in ("segment", "label")})
-    return np.asarray(segments, dtype=np.float64).reshape(-1, 2), np.asarray(labels, dtype=np.int64), extra
-
-
-def load_pseudo_labels(path, videos, classes, labeled, train_subset, class_target="hard", candidate_weight=0.0):
+def load_pseudo_labels(path, videos, classes, labeled, train_subset, class_target="hard"):
     """The pseudo-labeled videos as the dataset's Video records with the file's actions, and their
-    class targets under semi.class_target (pseudo_class_targets). candidate_weight > 0
-    (semi.candidate_weight): the video's candidates join its actions, their class targets scaled by it.
+    class targets under semi.class_target (pseudo_class_targets).
 
     Read strictly by the annotation reader; videos must be unlabeled training videos of the dataset
     (pseudo labels on an evaluation video would leak it into training).
@@ -84,15 +64,10 @@ def load_pseudo_labels(path, videos, classes, labeled, train_subset, class_targe
             raise data_error(path, f"is a {videos[vid].subset!r} video, not a training ({train_subset!r}) one", vid)
         if abs(pl.duration - videos[vid].duration) > 1e-3:
             raise data_error(path, f"{pl.duration} differs from the dataset's {videos[vid].duration}", vid, "duration")
-        segments, labels, extra, scale = pl.segments, pl.labels, pl.extra, np.ones(len(pl.labels))
-        if candidate_weight > 0:
-            c_segments, c_labels, c_extra = candidates(path, pl, classes)
-            segments, labels = np.concatenate([segments, c_segments]), np.concatenate([labels, c_labels])
-            extra, scale = extra + c_extra, np.concatenate([scale, np.full(len(c_labels), candidate_weight)])
-        weights = (None if class_target == "hard" and candidate_weight == 0  # one-hot labels, the detector's own path
-                   else pseudo_class_targets(labels, extra, len(classes), classes, class_target) * scale[:, None])
+        weights = (None if class_target == "hard"  # one-hot labels, the detector's own path
+                   else pseudo_class_targets(pl.labels, pl.extra, len(classes), classes, class_target))
         # the video's own annotations, if the file has any, are never read: its truth is the pseudo labels
-        out[vid] = dataclasses.replace(unannotated(videos[vid]), segments=segments, labels=labels, extra=extra,
+        out[vid] = dataclasses.replace(unannotated(videos[vid]), segments=pl.segments, labels=pl.labels, extra=pl.extra,
                                        uncertain=rejected_segments(path, pl), label_weights=weights)
     return out
 
@@ -144,13 +119,11 @@ def main(argv=None):
     videos, classes = load_data(cfg)
     lab_ids = labeled_ids(cfg, videos)
     pseudo = load_pseudo_labels(args.pseudo_labels, videos, classes, set(lab_ids), cfg["dataset"]["train_subset"],
-                                cfg["semi"]["class_target"], cfg["semi"]["candidate_weight"])
+                                cfg["semi"]["class_target"])
     labeled = training_dataset(cfg, videos, lab_ids, cfg["seed"])
     unlabeled = training_dataset(cfg, pseudo, sorted(pseudo), cfg["seed"] + 1)
     print(f"{len(lab_ids)} labeled videos ({sum(len(videos[v].labels) for v in lab_ids)} actions), "
-          f"{len(pseudo)} pseudo-labeled ({sum(len(v.labels) for v in pseudo.values())} pseudo labels"
-          + (f" with the candidates, weight {cfg['semi']['candidate_weight']}" if cfg["semi"]["candidate_weight"] else "")
-          + "), "
+          f"{len(pseudo)} pseudo-labeled ({sum(len(v.labels) for v in pseudo.values())} pseudo labels), "
           f"device {device}")
 
     # 3. Detector from --init, fresh optimiser and schedule for this round.
@@ -169,15 +142,13 @@ def main(argv=None):
 
     # 4. Train on both; a checkpoint after every epoch.
     bank = InstanceBank(cfg["dataset"], videos, lab_ids)
-    source = feature_source(model, cfg["dataset"], cfg["model"]["icd_features"], device)
+    bank.build(feature_source(cfg["dataset"], device))
     compute_loss = distribute_loss(
         model, functools.partial(semi_loss, cfg=cfg, norm_s=norms[0], norm_u=norms[1], bank=bank), device,
         unused_parameters=cfg["acp"]["mode"] == "none")
     total = tcfg["warmup_epochs"] + tcfg["epochs"]
     parents = {"init": os.path.abspath(args.init), "pseudo_labels": os.path.abspath(args.pseudo_labels)}
     for epoch in range(start_epoch, total):
-        if bank.feats is None or cfg["model"]["icd_features"] == "fpn":
-            bank.build(source)
         loader = PairedLoader(labeled, unlabeled, cfg, epoch, model.pad_multiple)
         stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
                                       epoch, step, tcfg["clip_grad"], not args.no_progress,

@@ -71,14 +71,12 @@ def main(argv=None):
 
     # 4. Train; a checkpoint after every epoch.
     bank = InstanceBank(cfg["dataset"], videos, train_ids)  # ICD partners (Eq. 7)
-    source = feature_source(model, cfg["dataset"], cfg["model"]["icd_features"], device)
+    bank.build(feature_source(cfg["dataset"], device))
     labeled_loss = detector_parts(cfg).labeled_loss
     compute_loss = distribute_loss(model, functools.partial(labeled_loss, cfg=cfg, normalizer=normalizer, bank=bank),
                                    device, unused_parameters=cfg["acp"]["mode"] == "none")
     total = cfg["train"]["warmup_epochs"] + cfg["train"]["epochs"]
     for epoch in range(start_epoch, total):
-        if bank.feats is None or cfg["model"]["icd_features"] == "fpn":
-            bank.build(source)
         loader = make_loader(dataset, cfg, epoch, model.pad_multiple)
         stats, step = train_one_epoch(model, loader, optimizer, scheduler, compute_loss, ema, device,
                                       epoch, step, cfg["train"]["clip_grad"], not args.no_progress,

@@ -110,7 +110,7 @@ def actionformer_config(cfg, num_classes, longest_test):
     """The package's config (its YAML layout) from ours, and notes on what could not be mapped."""
     d, m, lo, t, te = cfg["dataset"], cfg["model"], cfg["loss"], cfg["train"], cfg["test"]
     strides = [2 ** i for i in range(m["branch_layers"] + 1)]
-    multiple = window_multiple(strides, m["window"])
+    multiple = window_multiple(strides, m["attn_window"])
     seq_len = -(-d["max_seq_len"] // multiple) * multiple
     padded_test = -(-longest_test // multiple) * multiple
     af = {
@@ -124,7 +124,7 @@ def actionformer_config(cfg, num_classes, longest_test):
         "model": {"backbone_type": "convTransformer", "fpn_type": "identity",
                   "backbone_arch": [m["embd_layers"], m["stem_layers"], m["branch_layers"]],
                   "scale_factor": 2, "regression_range": [list(r) for r in m["regression_range"]],
-                  "n_head": m["n_head"], "n_mha_win_size": m["window"],
+                  "n_head": m["n_head"], "n_mha_win_size": m["attn_window"],
                   "embd_kernel_size": m["embd_kernel_size"], "embd_dim": m["embd_dim"], "embd_with_ln": True,
                   "fpn_dim": m["embd_dim"], "fpn_with_ln": True, "fpn_start_level": 0,
                   "head_dim": m["head_dim"], "head_kernel_size": m["head_kernel_size"],
@@ -139,7 +139,7 @@ def actionformer_config(cfg, num_classes, longest_test):
         "test_cfg": {"pre_nms_thresh": te["pre_nms_thresh"], "pre_nms_topk": te["pre_nms_topk"],
                      "iou_threshold": 0.1, "min_score": te["min_score"], "max_seg_num": te["max_segments"],
                      "nms_method": "soft", "nms_sigma": te["nms_sigma"], "duration_thresh": te["duration_thresh"],
-                     "multiclass_nms": not te["class_agnostic"], "ext_score_file": None,
+                     "multiclass_nms": not d["class_agnostic"], "ext_score_file": None,
                      "voting_thresh": te["voting_iou"] if te["voting"] else 0.0},
         "opt": {"type": "AdamW", "momentum": 0.9, "weight_decay": t["weight_decay"], "learning_rate": t["lr"],
                 "epochs": t["epochs"], "warmup": t["warmup_epochs"] > 0, "warmup_epochs": t["warmup_epochs"],

@@ -75,7 +75,7 @@ def measure_iteration(args, semi):
     cfg, videos, classes, model = _setup(args, [f"dataset.max_seq_len={args.length}"])
     train_ids = subset_ids(videos, cfg["dataset"]["train_subset"], cfg["dataset"]["annotation_file"])
     bank = InstanceBank(cfg["dataset"], videos, train_ids).build(
-        feature_source(model, cfg["dataset"], "input", device))
+        feature_source(cfg["dataset"], device))
     norms = [LossNormalizer() for _ in range(2)]
     optimizer = build_optimizer(model, cfg["train"])
     rng = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def measure_epoch(args):
     cfg, videos, classes, model = _setup(args)
     ids = subset_ids(videos, cfg["dataset"]["train_subset"], cfg["dataset"]["annotation_file"])[:args.videos]
     dataset = VideoDataset(cfg["dataset"], videos, ids, training=True, seed=0)
-    bank = InstanceBank(cfg["dataset"], videos, ids).build(feature_source(model, cfg["dataset"], "input", device))
+    bank = InstanceBank(cfg["dataset"], videos, ids).build(feature_source(cfg["dataset"], device))
     optimizer = build_optimizer(model, cfg["train"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     loss = lambda m, b: labeled_loss(m, b, cfg, LossNormalizer(), bank)  # noqa: E731

@@ -35,7 +35,7 @@ from common.data import collate, grid_to_time
 from common.detect import run_videos
 from common.distributed import gather_results, is_main, shard
 from common.icd import Discriminator
-from common.losses import perturbed, with_acp, with_icd
+from common.losses import with_acp, with_icd
 from common.windows import to_video_unit, window_starts
 
 # What ACP pre-trains, and what starts fresh when a detector is built on it (cf. common/model.py).
@@ -54,9 +54,7 @@ class BMNDetector(BMN):
         super().__init__(input_dim, bcfg["temporal_scale"], bcfg["max_duration"], bcfg["num_samples"],
                          bcfg["num_samples_per_bin"], bcfg["boundary_ratio"], bcfg["hidden_1d"],
                          bcfg["hidden_3d"], bcfg["hidden_2d"])
-        # ICD on input features (model.icd_features: input) or on the base module's (fpn).
-        icd_dim = bcfg["hidden_1d"] if mcfg["icd_features"] == "fpn" else input_dim
-        self.icd = Discriminator(icd_dim, mcfg["icd_hidden"])
+        self.icd = Discriminator(input_dim, mcfg["icd_hidden"])  # ICD on the input features
         self.acp_proj = Projection(bcfg["hidden_1d"], mcfg["acp_proj_dim"])
 
     def pyramid(self, feats, mask):
@@ -120,9 +118,8 @@ def labeled_loss(model, batch, cfg, normalizer, bank):
 
 
 def pseudo_labeled_loss(model, batch, cfg, normalizer):
-    """Pseudo-labeled videos: BMN's loss with the pseudo labels as its labels, and lambda_acp L_acp^u;
-    the input perturbed by semi.feature_dropout / feature_noise as ActionFormer's is."""
-    outputs = model(perturbed(batch["feats"], batch["mask"], cfg["semi"]), batch["mask"])
+    """Pseudo-labeled videos: BMN's loss with the pseudo labels as its labels, and lambda_acp L_acp^u."""
+    outputs = model(batch["feats"], batch["mask"])
     return with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, pseudo=True))
 
 

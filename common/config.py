@@ -16,9 +16,7 @@ from common.synthetic import SIZES
 
 DEFAULTS = {
     "seed": 0,
-    # Which rules select the pseudo labels and train the round (RECIPES below): project = the defaults
-    # of this file, as the dataset config adapts them; paper = APL exactly as the paper describes it
-    "recipe": "project",
+    "recipe": "project",                      # project: these defaults | paper: APL as published (RECIPES)
     "dataset": {
         "name": "synthetic",                  # free text, shown in logs
         "annotation_file": "data/synthetic_small/annotations.json",
@@ -35,38 +33,21 @@ DEFAULTS = {
         "unlabeled_split": None,
         "max_seq_len": 512,                   # training crop length, in grid steps
         "trunc_thresh": 0.5,                  # an action stays in a crop when this fraction is inside
-        "synthetic_size": None,               # generate the embedded dataset if absent: tiny | small | full,
-                                              # or a difficulty preset scenes | blurry | confusable | hard,
-                                              # or anet (the ActivityNet-like one, common/synthetic_anet.py)
+        "synthetic_size": None,               # embedded data generated if absent (CHOICES: sizes, presets, anet)
         "synthetic_seed": 0,
-        # ActivityNet's recipe (ActionFormer's published config). resize_to: null keeps each video's
-        # own grid; N resizes every video's features to N steps by linear interpolation
-        # (force_upsampling), so each video's grid has its own stride in seconds (common/data.py, grid_of)
-        "resize_to": None,
-        # BMN's THUMOS14 recipe (common/windows.py): size N slides windows of N steps over each video's
-        # own grid (not resized), `stride` steps apart, for training and inference; the last window is
-        # padded. A training window is kept when some action lies more than `min_inside` of its length
-        # inside it, and every action it overlaps is its ground truth, clipped to it. size null: no
-        # windows. model.arch bmn takes windows of model.bmn.temporal_scale steps or resize_to, not both
+        "resize_to": None,                    # N: every video's features resized to N steps (ActivityNet)
+        # BMN's sliding windows over each video's grid (common/windows.py); size null: none
         "window": {"size": None, "stride": None, "min_inside": 0.9},
-        # true: the detector finds actions of one class ("action"): its training targets collapse every
-        # label to it, and its proposals take their classes from a video-level classifier
-        # (dataset.video_scores, test.video_topk); the ICD and ACP's fine contrast keep the real classes
-        "class_agnostic": False,
-        "video_scores": None,                 # the classifier's scores file ({"class", "results"}, as
-                                              # CUHK's); required when class_agnostic, checked at every stage's start
+        "class_agnostic": False,              # one-class detector, proposals classed by dataset.video_scores
+        "video_scores": None,                 # the video-level classifier's scores file (CUHK's format)
     },
     "model": {
-        # The detector: actionformer (one-stage, common/model.py) | bmn (two-stage proposals with a
-        # video-level classifier, common/bmn.py and common/bmn_detector.py). BMN needs the
-        # class-agnostic recipe (dataset.class_agnostic) on features resized to model.bmn.temporal_scale
-        # (dataset.resize_to, ActivityNet) or cut into windows of that many steps (dataset.window, THUMOS14).
-        "arch": "actionformer",
+        "arch": "actionformer",               # actionformer (common/model.py) | bmn (common/bmn_detector.py)
         "embd_dim": 128,                      # width after the convolutional embedding
         "embd_kernel_size": 3,
         "embd_layers": 2,
         "n_head": 4,
-        "window": 19,                         # local self-attention window (odd)
+        "attn_window": 19,                    # local self-attention window (odd)
         "stem_layers": 2,                     # transformer blocks at full resolution
         "branch_layers": 5,                   # blocks that halve the length: levels = branch_layers + 1
         "head_dim": 128,
@@ -77,23 +58,19 @@ DEFAULTS = {
         "prior_prob": 0.01,                   # initial classification probability (bias prior)
         "dropout": 0.0,
         "path_drop": 0.1,
-        # Localisation quality heads (Sec. 3.1, Table 3): none = plain ActionFormer; tiou = one
-        # branch predicting tIoU; diou = one branch predicting DIoU; tiou_tnd = the paper's two.
-        "alqa": "tiou_tnd",
+        "alqa": "tiou_tnd",                   # quality heads (Sec. 3.1, Table 3): none | tiou | diou | tiou_tnd
         "icd_hidden": 256,                    # width of the ICD discriminator's MLP (Eq. 9)
-        "icd_features": "input",              # instances pooled from: input features | fpn (level 0)
         "acp_proj_dim": 128,                  # ACP projection head output; 0: contrast the pyramid itself
         # BMN's shape (model.arch: bmn); the published ActivityNet values (BMN's public code)
         "bmn": {
-            "temporal_scale": 100,            # T: every video resized to T steps (= dataset.resize_to) or cut
-                                              # into windows of T steps (= dataset.window.size)
+            "temporal_scale": 100,            # T: = dataset.resize_to or dataset.window.size
             "max_duration": 100,              # D: longest proposal, in steps (<= T)
             "num_samples": 32,                # N: sample points per proposal in the BM layer
             "num_samples_per_bin": 3,         # sub-points averaged into one sample point
             "boundary_ratio": 0.5,            # share of a proposal's length sampled beyond each end
             "hidden_1d": 256,                 # base module and TEM width
             "hidden_3d": 512,                 # the 3-D conv over each proposal's N points
-            "hidden_2d": 128,                 # PEM 1-D / 2-D convs; BM features: hidden_2d x N x D x T a video
+            "hidden_2d": 128,                 # PEM 1-D / 2-D convs
         },
     },
     "loss": {
@@ -107,8 +84,7 @@ DEFAULTS = {
         "icd_weight": 1.0,                    # L_icd of Eq. (12); its gradients reach only the ICD
         "icd_same": 4,                        # same-class partners per labeled instance (Eq. 7)
         "icd_diff": 4,                        # different-class partners per labeled instance
-        # BMN (model.arch: bmn): L = tem_weight L_TEM + reg_weight L_R + cls_weight L_C, published 1 / 10 / 1
-        "bmn": {"tem_weight": 1.0, "reg_weight": 10.0, "cls_weight": 1.0},
+        "bmn": {"tem_weight": 1.0, "reg_weight": 10.0, "cls_weight": 1.0},  # BMN's L_TEM / L_R / L_C weights
     },
     "train": {
         "epochs": 30,                         # after warmup
@@ -121,109 +97,35 @@ DEFAULTS = {
         "num_workers": 0,
         "precision": "auto",                  # auto: bf16 autocast on GPUs, fp32 on the CPU | bf16 | fp32
     },
-    "acp": {
-        # Action-aware contrastive pre-training and fine-tuning loss (Sec. 3.3, Table 5). The defaults
-        # were chosen with benchmarks/sweep_acp.py (README: 5-NN separation of the pre-trained
-        # representation on the embedded dataset, one knob at a time from N 32, B 4, temperature 0.1).
+    "acp": {                                  # action-aware contrastive pre-training (Sec. 3.3, Table 5)
         "mode": "both",                       # none | coarse | fine | both
-        "segments": 32,                       # N: frames per video, one per equal segment (64 helped the
-                                              # class separation, hurt action/background: kept 32)
-        "clusters": 8,                        # B: k-means classes of the fine contrast (4 videos a batch,
-                                              # 1-2 classes each, plus background); 8 beat 2 and 4
-        "temperature": 0.5,                   # of Eq. (11); 0.5 beat 0.1 and 0.05 on both separations
-        "center_videos": True,                # fine k-means on frames minus their video's mean: without
-                                              # it the clusters follow videos and L_conf hurt (README)
+        "segments": 32,                       # N: frames per video, one per equal segment
+        "clusters": 8,                        # B: k-means classes of the fine contrast
+        "temperature": 0.5,                   # of Eq. (11)
+        "center_videos": True,                # fine k-means on frames minus their video's mean
         "weight": 0.1,                        # lambda_acp of Eq. (12), while fine-tuning
         "epochs": 20,                         # pre-training epochs after warmup
         "warmup_epochs": 2,
         "batch_size": 4,                      # videos per pre-training batch (the fine contrast spans it)
     },
     "pseudo": {
-        "selection": "adaptive",              # fixed: class score >= fixed_threshold (the baseline)
+        "selection": "adaptive",              # adaptive (Eq. 6) | fixed: class score >= fixed_threshold
         "fixed_threshold": 0.3,
         "tau_neg": 0.15,                      # Eq. (6): joint scores <= tau_neg are dropped
-        # Predictions with a joint score in (tau_ignore, tau_neg] are listed as rejected ("low_score"):
-        # semi.background rejected leaves them out of the classification loss instead of training
-        # them as background; tau_pos still comes from the scores above tau_neg. null: none (the paper).
-        # 0.05 did worse than none on seed 0 (blurry -0.38 against -0.16 over supervised, confusable
-        # +0.90 against +4.76): 39% of those predictions lie mostly on background (confusable; 36% on
-        # blurry), false alarms the round no longer trains as background
-        "tau_ignore": None,
-        "pos_std": 1.0,                       # tau_pos = mean + pos_std * std of the remaining scores
-        "scope": "video",                     # tau_pos per video, or one over the whole unlabeled set
+        "pos_std": 1.0,                       # tau_pos = mean + pos_std * std of each video's remaining scores
         "icd": "both",                        # none | eap | mpp | both (Table 4)
         "tau_icd": 0.3,                       # EAP: positives with S_i < tau_icd are removed
-        "sigma_icd": 0.7,                     # MPP: candidates with S_i > sigma_icd are promoted
-        # MPP promotes no near-duplicate: a candidate overlapping an accepted pseudo label of its class
-        # at tIoU >= mpp_overlap adds no action, only a second boundary guess (BMN's 100 proposals a
-        # video overlap heavily: README, "BMN"). null: every candidate with S_i > sigma_icd (the paper)
-        "mpp_overlap": None,
-        # MPP promotes a candidate whose predicted tIoU (ALQA's head) is >= mpp_tiou instead of one
-        # whose S_i > sigma_icd (not in the paper; the ICD's S_i ranks the candidates near chance,
-        # the predicted tIoU well: README, "What limits the round"). null: S_i decides (the paper).
-        # With prototype classes, round 1 on the five presets, seeds 0-2, change over supervised:
-        # +8.1 (confusable, the worst) to +25.7 (scenes), against +4.9 to +24.1 with S_i; better in
-        # 14 of the 15 (preset, seed) pairs (README, "The semi-supervised round on data it was not
-        # tuned on"). Needs the tIoU head: configs without it, and the class-agnostic ones where it
-        # was not measured, set null
-        "mpp_tiou": 0.9,
-        # Each listed prediction's class re-decided among its class_scores' classes by the nearest
-        # prototype of the labeled actions (mean of the video-median-centred input features over the
-        # instance; common/relabel.py; not in the paper): none = the detector's class (the paper).
-        # Round 1 on the five presets, seeds 0-2, change over supervised: prototype +4.9 (confusable,
-        # its worst preset) to +24.1 (scenes); the detector's class +2.4 to +5.3 (README, "How the
-        # defaults were chosen"). Class-agnostic configs set none (the classifier's classes).
-        # video: each video's class voted by its accepted predictions' scores, taken by every listed
-        # prediction whose class_scores hold it (a rule on real files' layout: most videos one class)
-        "relabel": "prototype",
-        "relabel_refine": 0,                  # more passes, each prototype also the mean of the pseudo labels given its class
-        "video_topk": 0,                      # > 0: pseudo labels only of each video's k most likely classes
-                                              # (sum of joint scores); 0: every class (the paper)
-        # A later round (pseudo_label.py --previous FILE, the round before's file): none = select
-        # afresh; thresholds = a video's tau_pos is at most the previous round's (a surer detector
-        # raises its own); labels = that, and the previous round's pseudo labels and rejected
-        # predictions that no new entry overlaps (tIoU >= 0.5). No effect without --previous.
-        # Round 2 on hard, seeds 0-2: labels 25.89 / 23.13 / 23.43 against none's 24.97 / 21.73 /
-        # 21.98; thresholds alone 25.04 (seed 0) (README)
-        "carry_over": "labels",
+        # MPP promotes a candidate when by: icd, S_i > threshold (Eq. 10); by: tiou, predicted tIoU >= threshold
+        "mpp": {"by": "tiou", "threshold": 0.9},
+        "relabel": "prototype",               # none: the detector's class | prototype: nearest labeled prototype
+        "carry_over": "labels",               # with --previous: none | thresholds | labels
     },
     "semi": {
-        # Weight of the unlabeled loss, Eq. (12); the paper sets 2. On the preset benchmark, seeds
-        # 0-2 (README "The semi-supervised round"), 1 gained over supervised in all 15 (preset, seed)
-        # pairs where 2 lost in 3, beat 2 in 13 of the 15, and raised each preset's mean gain (1
-        # against 2): small +7.02 / +6.49, scenes +2.90 / +2.35, blurry +2.93 / +1.34, confusable
-        # +2.49 / +1.83, hard +2.43 / +2.14. The BMN and ActivityNet configs keep 2, where 1 was
-        # not measured
-        "beta": 1.0,
-        # Points of a pseudo-labeled video outside every pseudo label: all = background (the paper's
-        # reading); rejected = background except inside the predictions pseudo_label.py rejected
-        # (left out of the classification loss); confident = background only where the detector's
-        # own joint score is below background_thresh, the rest left out (common/losses.py).
-        # rejected beat all in every (preset, seed) measured: hard x 3 seeds by +0.3 to +2.6, small
-        # by +0.6 (README, benchmarks/bench_presets.py); all is the paper's reading. BMN (model.arch
-        # bmn) takes all or rejected, read on its labels (common/bmn.py uncertain_ignore); its
-        # configs keep all, which rejected trailed on the ActivityNet-like data (benchmarks/bench_bmn.py)
-        "background": "rejected",
-        "background_thresh": 0.1,
-        # Class target of a pseudo label: hard = one-hot of its label (the paper); soft = spread over
-        # the classes its class_scores list, in proportion to P_cls (common/losses.py). soft beat hard
-        # (both with background rejected) in every (preset, seed) pair measured: hard x 3 seeds by
-        # +1.5 / +2.7 / +1.8, small by +1.1 (README). No effect with dataset.class_agnostic (one class)
-        "class_target": "soft",
-        # Candidates (the file's rejected entries with reason candidate: joint score between tau_neg
-        # and the video's tau_pos, not mined by MPP) as pseudo labels whose class target is scaled by
-        # this weight (not in the paper): 0 leaves them out of the classification loss as rejected.
-        # 0.5 did worse than 0 on hard and scenes, seed 0 (README)
-        "candidate_weight": 0.0,
+        "beta": 1.0,                          # weight of the unlabeled loss, Eq. (12) (the paper: 2)
+        "background": "rejected",             # outside the pseudo labels: all background | rejected left out
+        "class_target": "soft",               # hard: one-hot of the label | soft: spread over class_scores
         "epochs": 10,                         # after warmup; an epoch is one pass over the unlabeled videos
         "warmup_epochs": 1,
-        # Perturbed input for the pseudo-labeled videos (not in the paper): the labels come from the
-        # detector's clean view, the round trains on a noisier one (Noisy Student). feature_dropout:
-        # each feature value zeroed with this probability (the rest scaled by 1 / (1 - p));
-        # feature_noise: Gaussian noise of this many times the video's feature std (common/losses.py
-        # perturbed; both detectors)
-        "feature_dropout": 0.0,
-        "feature_noise": 0.0,
     },
     "test": {
         "pre_nms_thresh": 0.001,
@@ -232,40 +134,32 @@ DEFAULTS = {
         "nms_sigma": 0.5,
         "min_score": 0.001,
         "max_segments": 200,                  # per video
-        "class_agnostic": False,              # True for ActivityNet-like data (with voting)
-        "voting": False,
+        "voting": False,                      # score voting (class-agnostic detectors: dataset.class_agnostic)
         "voting_iou": 0.75,
-        "video_topk": 2,                      # class_agnostic: each proposal copied for its video's k most
-                                              # likely classes, score = proposal score x class probability
+        "video_topk": 2,                      # class_agnostic: each proposal copied for its video's k classes
         "batch_size": 1,
-        # BMN's inference (model.arch: bmn; published): its Soft-NMS decays a proposal by
-        # exp(-tIoU^2 / alpha) when tIoU > low + (high - low) x the pick's length; top_k proposals a
-        # video. The test.nms_* / voting / max_segments keys above are ActionFormer's
+        # BMN's inference (model.arch: bmn; published Soft-NMS and top_k proposals a video)
         "bmn": {"alpha": 0.4, "low_threshold": 0.5, "high_threshold": 0.9, "top_k": 100},
     },
 }
 
-
 # The paper's rules for the pseudo labels and the round (Sec. 3.1-3.3), laid over the config file's
 # values when it names recipe paper, under the --set overrides. Both recipes keep the detector, ALQA,
-# ACP, the ICD's training and thresholds (tau_icd, sigma_icd) as the config sets them; the paper's
-# trains one round (runs/main.sh: RECIPE=paper). Why the project's own differ, and what each
-# difference measured: README, "Two recipes".
+# ACP, the ICD's training and EAP's tau_icd as the config sets them; the paper's trains one round
+# (runs/main.sh: RECIPE=paper). What each difference measured: docs/config_history.md.
 RECIPES = {
     "project": {},
     "paper": {
         "pseudo": {
             "selection": "adaptive", "tau_neg": 0.15, "pos_std": 1.0,  # Eq. (6): tau_pos = mean + std
-            "scope": "video", "tau_ignore": None, "video_topk": 0,     # of each video's predictions
-            "icd": "both", "mpp_tiou": None, "mpp_overlap": None,      # EAP and MPP by S_i (Eq. 10)
-            "relabel": "none", "relabel_refine": 0,                    # the detector's own classes
+            "icd": "both", "mpp": {"by": "icd", "threshold": 0.7},     # EAP and MPP by S_i (Eq. 10)
+            "relabel": "none",                                         # the detector's own classes
             "carry_over": "none",                                      # one round, selected afresh
         },
         "semi": {
             "beta": 2.0,                                               # Eq. (12)
             "background": "all",                                       # every point outside the pseudo labels
-            "class_target": "hard", "candidate_weight": 0.0,          # the label's class, as a labeled action's (Eq. 5)
-            "feature_dropout": 0.0, "feature_noise": 0.0,              # the unlabeled videos as they are
+            "class_target": "hard",                                    # the label's class (Eq. 5)
         },
     },
 }
@@ -283,15 +177,14 @@ CHOICES = {
     "dataset.synthetic_size": (None, *SIZES, "anet"),  # common/synthetic.py's sizes and presets; anet: synthetic_anet.py
     "model.arch": ("actionformer", "bmn"),
     "model.alqa": ("none", "tiou", "diou", "tiou_tnd"),
-    "model.icd_features": ("input", "fpn"),
     "train.precision": ("auto", "bf16", "fp32"),
     "acp.mode": ("none", "coarse", "fine", "both"),
     "pseudo.selection": ("adaptive", "fixed"),
-    "pseudo.scope": ("video", "dataset"),
     "pseudo.icd": ("none", "eap", "mpp", "both"),
-    "pseudo.relabel": ("none", "prototype", "video"),
+    "pseudo.mpp.by": ("icd", "tiou"),
+    "pseudo.relabel": ("none", "prototype"),
     "pseudo.carry_over": ("none", "thresholds", "labels"),
-    "semi.background": ("all", "rejected", "confident"),
+    "semi.background": ("all", "rejected"),
     "semi.class_target": ("hard", "soft"),
 }
 
@@ -329,12 +222,42 @@ def _check_type(key, default, value):
     return value
 
 
+# Keys that are gone: a config file, --set or stored config naming one stops with this line (what
+# each did and measured: docs/config_history.md). The value beside each reason is what remains, which
+# a checkpoint's stored config may still hold (from_dict drops it; ...: nothing to drop).
+REMOVED = {
+    "pseudo.tau_ignore": (None, "removed; nothing below tau_neg is listed (the paper)"),
+    "pseudo.scope": ("video", "removed; tau_pos is set per video (Eq. 6)"),
+    "pseudo.video_topk": (0, "removed; every class of a video is selected (the paper); test.video_topk stays"),
+    "pseudo.mpp_overlap": (None, "removed; MPP promotes every candidate its rule passes (the paper)"),
+    "pseudo.relabel_refine": (0, "removed; pseudo.relabel prototype uses the labeled actions' prototypes"),
+    "pseudo.sigma_icd": (..., "replaced by pseudo.mpp (by: icd, threshold: the old sigma_icd)"),
+    "pseudo.mpp_tiou": (..., "replaced by pseudo.mpp (by: tiou, threshold: the old mpp_tiou; null: by: icd)"),
+    "semi.candidate_weight": (0.0, "removed; candidates are left out of the classification loss"),
+    "semi.feature_dropout": (0.0, "removed; the round trains on the unlabeled videos' features as they are"),
+    "semi.feature_noise": (0.0, "removed; the round trains on the unlabeled videos' features as they are"),
+    "semi.background_thresh": (..., "removed with semi.background confident; all or rejected remain"),
+    "model.icd_features": ("input", "removed; the ICD pools the input features"),
+    "test.class_agnostic": (..., "removed; NMS spans the classes exactly when dataset.class_agnostic is true"),
+}
+RENAMED = {"model.window": "model.attn_window"}
+
+
+def unknown_key(name):
+    """The one-line error for a key DEFAULTS lacks, naming the new key of a renamed one."""
+    if name in RENAMED:
+        return ConfigError(f"config key {name}: renamed {RENAMED[name]}")
+    if name in REMOVED:
+        return ConfigError(f"config key {name}: {REMOVED[name][1]}")
+    return ConfigError(f"unknown config key: {name}")
+
+
 def merge(cfg, update, prefix=""):
     """Merge `update` into `cfg` in place; unknown keys and type changes are errors."""
     for key, value in update.items():
         name = prefix + key
         if key not in cfg:
-            raise ConfigError(f"unknown config key: {name}")
+            raise unknown_key(name)
         if isinstance(cfg[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {name}: expected a mapping, got {value!r}")
@@ -442,46 +365,24 @@ def check_values(cfg):
         raise ConfigError("config key dataset.video_scores: required when dataset.class_agnostic is true "
                           "(the video-level classifier that labels the proposals)")
     check_window(cfg)
-    scfg = cfg["semi"]
-    if not 0.0 <= scfg["feature_dropout"] < 1.0:
-        raise ConfigError(f"config key semi.feature_dropout: expected a probability in [0, 1), "
-                          f"got {scfg['feature_dropout']!r}")
-    if not 0.0 <= scfg["candidate_weight"] <= 1.0:
-        raise ConfigError(f"config key semi.candidate_weight: expected a number in [0, 1], "
-                          f"got {scfg['candidate_weight']!r}")
-    if scfg["candidate_weight"] > 0 and dcfg["class_agnostic"]:
-        raise ConfigError("config key semi.candidate_weight: a weighted candidate needs class targets, which a "
-                          "class-agnostic detector (dataset.class_agnostic: true) drops; set it 0")
-    if not (isinstance(cfg["pseudo"]["relabel_refine"], int) and 0 <= cfg["pseudo"]["relabel_refine"] <= 10):
-        raise ConfigError(f"config key pseudo.relabel_refine: expected a number of passes in 0..10, "
-                          f"got {cfg['pseudo']['relabel_refine']!r}")
-    check_pseudo(cfg["pseudo"])
+    check_mpp(cfg["pseudo"]["mpp"])
     if cfg["pseudo"]["relabel"] != "none" and dcfg["class_agnostic"]:
         raise ConfigError("config key pseudo.relabel: a class-agnostic detector's classes come from the video-level "
                           "classifier (dataset.class_agnostic: true), there is nothing to relabel; set it none")
-    if not scfg["feature_noise"] >= 0.0:
-        raise ConfigError(f"config key semi.feature_noise: expected a number >= 0, got {scfg['feature_noise']!r}")
     if not _positive_int(tcfg["video_topk"]):
         raise ConfigError(f"config key test.video_topk: expected a positive integer, got {tcfg['video_topk']!r}")
-    if tcfg["voting"] and not tcfg["class_agnostic"]:
-        raise ConfigError("config key test.voting: score voting needs test.class_agnostic: true")
+    if tcfg["voting"] and not dcfg["class_agnostic"]:
+        raise ConfigError("config key test.voting: score voting needs a class-agnostic detector "
+                          "(dataset.class_agnostic: true)")
     check_arch(cfg)
 
 
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check_pseudo(pcfg):
-    """pseudo.tau_ignore, mpp_overlap and mpp_tiou: null or a number in their range."""
-    ignore, overlap, by_tiou = pcfg["tau_ignore"], pcfg["mpp_overlap"], pcfg["mpp_tiou"]
-    if ignore is not None and not (_number(ignore) and 0 <= ignore < pcfg["tau_neg"]):
-        raise ConfigError(f"config key pseudo.tau_ignore: expected null or a joint score in [0, tau_neg "
-                          f"{pcfg['tau_neg']}), got {ignore!r}")
-    if overlap is not None and not (_number(overlap) and 0 < overlap <= 1):
-        raise ConfigError(f"config key pseudo.mpp_overlap: expected null or a tIoU in (0, 1], got {overlap!r}")
-    if by_tiou is not None and not (_number(by_tiou) and 0 < by_tiou <= 1):
-        raise ConfigError(f"config key pseudo.mpp_tiou: expected null or a predicted tIoU in (0, 1], got {by_tiou!r}")
+def check_mpp(mcfg):
+    """pseudo.mpp.threshold: a number in MPP's rule's range (S_i of Eq. 10 or a predicted tIoU)."""
+    value = mcfg["threshold"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"config key pseudo.mpp.threshold: expected a number in [0, 1] (S_i or a predicted "
+                          f"tIoU), got {value!r}")
 
 
 def check_window(cfg):
@@ -533,10 +434,6 @@ def check_arch(cfg):
     if mcfg["alqa"] not in ("none", "tiou"):
         raise ConfigError(f"config key model.alqa: model.arch bmn takes none or tiou (whether the map's "
                           f"regression channel, its tIoU estimate, enters the joint score), got {mcfg['alqa']!r}")
-    if cfg["semi"]["background"] not in ("all", "rejected"):
-        raise ConfigError(f"config key semi.background: model.arch bmn takes all or rejected (common/bmn.py "
-                          f"uncertain_ignore); confident, which reads ActionFormer's joint score per point, has "
-                          f"no BMN form, got {cfg['semi']['background']!r}")
     if not (tcfg["alpha"] > 0 and 0 <= tcfg["low_threshold"] <= tcfg["high_threshold"] <= 1):
         raise ConfigError("config key test.bmn: expected alpha > 0 and 0 <= low_threshold <= high_threshold <= 1")
     if not _positive_int(tcfg["top_k"]):
@@ -558,14 +455,25 @@ def check_bmn_grid(cfg, T):
     if size is not None and size != T:
         raise ConfigError(f"config key dataset.window.size: model.arch bmn needs windows of "
                           f"model.bmn.temporal_scale = {T} steps, got {size}")
-    if size is not None and cfg["model"]["icd_features"] == "fpn":
-        raise ConfigError("config key model.icd_features: fpn runs BMN over a whole video, which windows "
-                          "(dataset.window) cut up; use input")
 
 
 def from_dict(data):
-    """A config stored in a checkpoint, checked against today's DEFAULTS."""
-    return merge(copy.deepcopy(DEFAULTS), data)
+    """A config stored in a checkpoint, checked against today's DEFAULTS: a renamed key is read under
+    its new name, a removed one is dropped where it holds what remains (REMOVED)."""
+    return merge(copy.deepcopy(DEFAULTS), _upgraded(data))
+
+
+def _upgraded(data, prefix=""):
+    out = {}
+    for key, value in data.items():
+        name = prefix + key
+        if isinstance(value, dict) and name not in RENAMED:
+            value = _upgraded(value, name + ".")
+        if name in RENAMED:
+            out[RENAMED[name].rsplit(".", 1)[1]] = value
+        elif not (name in REMOVED and REMOVED[name][0] == value):
+            out[key] = value
+    return out
 
 
 def save_config(cfg, path):

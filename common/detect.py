@@ -65,11 +65,12 @@ def _quality_parts(q_logits, pt, mode, keep):
     return nan, nan  # diou: the single branch predicts DIoU itself
 
 
-def postprocess(cands, fps, duration, feat_stride, num_frames, tcfg):
-    """Soft-NMS in grid units, then seconds clamped to [0, duration]; all tensors on the CPU."""
+def postprocess(cands, fps, duration, feat_stride, num_frames, tcfg, class_agnostic=False):
+    """Soft-NMS in grid units (across classes for a class-agnostic detector, dataset.class_agnostic),
+    then seconds clamped to [0, duration]; all tensors on the CPU."""
     cands = {k: v.detach().float().cpu() for k, v in cands.items()}
     nms_cfg = {"sigma": tcfg["nms_sigma"], "min_score": tcfg["min_score"],
-               "max_segments": tcfg["max_segments"], "class_agnostic": tcfg["class_agnostic"],
+               "max_segments": tcfg["max_segments"], "class_agnostic": class_agnostic,
                "voting": tcfg["voting"], "voting_iou": tcfg["voting_iou"]}
     segs, scores, labels, index = batched_nms(cands["segments"], cands["scores"], cands["labels"], nms_cfg)
     seconds = grid_to_time(segs.numpy().astype("float64"), fps, feat_stride, num_frames, duration)
@@ -104,7 +105,8 @@ def predict(model, dataset, cfg, device, progress=True):
         lengths = [m.shape[1] for m in outputs["masks"]]
         points = make_points(lengths, model.strides, cfg["model"]["regression_range"], device)
         return {vid: postprocess(decode_video(outputs, b, points, cfg), batch["fps"][b], batch["duration"][b],
-                                 batch["feat_stride"][b], batch["num_frames"][b], cfg["test"])
+                                 batch["feat_stride"][b], batch["num_frames"][b], cfg["test"],
+                                 cfg["dataset"]["class_agnostic"])
                 for b, vid in enumerate(batch["video_id"])}
     return run_videos(model, dataset, cfg, device, progress, decode_batch)
 

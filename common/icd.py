@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.config import check_choice
 from common.data import grid_features, to_grid
 
 
@@ -52,33 +51,18 @@ def pool_instances(feats, segments):
     return torch.stack(out) if out else feats.new_zeros(0, feats.shape[1])
 
 
-def feature_source(model, dcfg, kind, device):
-    """Per-video (T, D) features the ICD pools: the input features (`input`), or the detector's
-    level-0 FPN features (`fpn`, computed in eval mode without gradients)."""
-    def input_features(vid):  # on the detector's grid (resized under dataset.resize_to)
+def feature_source(dcfg, device):
+    """Per-video (T, D) input features on the detector's grid (resized under dataset.resize_to): what
+    the ICD pools."""
+    def input_features(vid):
         return torch.from_numpy(np.array(grid_features(dcfg, vid)[0], dtype=np.float32)).to(device)
-
-    @torch.no_grad()
-    def fpn_features(vid):
-        x = input_features(vid).T[None]                                     # (1, D, T)
-        t = x.shape[-1]
-        pad = -t % model.pad_multiple
-        mask = torch.zeros(1, t + pad, dtype=torch.bool, device=device)
-        mask[:, :t] = True
-        was_training = model.training
-        model.eval()
-        feats = model(torch.nn.functional.pad(x, (0, pad)), mask)["feats"][0]
-        model.train(was_training)
-        return feats[0, :, :t].T
-    check_choice("model.icd_features", kind)
-    return input_features if kind == "input" else fpn_features
+    return input_features
 
 
 class InstanceBank:
     """Pooled features and labels of every ground-truth instance of the labeled videos.
 
-    With input features the bank never changes; with FPN features `build` is called again each
-    epoch so that partners live in the same feature space as the anchors.
+    Built once from the input features (feature_source): the bank never changes.
     """
 
     def __init__(self, dcfg, videos, video_ids):
@@ -168,7 +152,7 @@ def similarity_scores(disc, feats, labels, bank, chunk=4096):
 
 def batch_instances(batch, feats):
     """Pooled features (N, D) and labels (N,) of the ground-truth instances of a batch;
-    feats (B, D, T) are the batch's input features or its level-0 FPN features (same grid)."""
+    feats (B, D, T) are the batch's input features."""
     out, labels = [], []
     for b, (seg, lab) in enumerate(zip(batch["segments"], batch["labels"])):
         length = int(batch["mask"][b].sum())

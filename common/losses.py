@@ -138,7 +138,7 @@ class LossNormalizer:
         return self.value / world_size()
 
 
-def uncertain_background(outputs, cls_targets, cfg, points=None, uncertain=None):
+def uncertain_background(cls_targets, cfg, points=None, uncertain=None):
     """(B, P) mask of the points a pseudo-labeled video leaves out of its classification loss.
 
     The paper trains every point outside the pseudo labels as background (Eq. 12), which, when the
@@ -147,29 +147,20 @@ def uncertain_background(outputs, cls_targets, cfg, points=None, uncertain=None)
       all        every point (the paper's reading): returns None;
       rejected   every point outside the predictions pseudo_label.py rejected (the file's "rejected"
                  list: candidates, EAP's removals, other classes), which take no part: fixed by the
-                 file, so what is left out can be read and edited, and cannot drift while training;
-      confident  the points where the detector itself (its detached joint score, Eq. 4, best class)
-                 is below semi.background_thresh; the others take no part.
+                 file, so what is left out can be read and edited, and cannot drift while training.
     points: the (P, 4) points of make_points, concatenated; uncertain: per video, the (M, 2) grid
     segments of its rejected predictions (the batch's "uncertain").
     """
     scfg = cfg["semi"]
     if check_choice("semi.background", scfg["background"]) == "all":
         return None
+    if uncertain is None:  # a batch without rejected regions (not from a pseudo-label file)
+        return None
     negative = cls_targets.sum(-1) == 0
-    if scfg["background"] == "rejected":
-        if uncertain is None:  # a batch without rejected regions (not from a pseudo-label file)
-            return None
-        pos = torch.cat(points, dim=0)[:, 0]                                           # (P,)
-        inside = [((pos[:, None] >= u[:, 0].to(pos.device)) & (pos[:, None] <= u[:, 1].to(pos.device))).any(1)
-                  for u in uncertain]
-        return negative & torch.stack(inside)
-    mode, eps = cfg["model"]["alqa"], cfg["loss"]["quality_eps"]
-    with torch.no_grad():
-        cls_logits = torch.cat(outputs["cls_logits"], dim=1).float()
-        q_logits = torch.cat(outputs["quality_logits"], dim=1).float() if mode != "none" else None
-        score = joint_score(cls_logits, q_logits, mode, eps).max(dim=-1).values       # (B, P)
-    return negative & (score >= scfg["background_thresh"])
+    pos = torch.cat(points, dim=0)[:, 0]                                               # (P,)
+    inside = [((pos[:, None] >= u[:, 0].to(pos.device)) & (pos[:, None] <= u[:, 1].to(pos.device))).any(1)
+              for u in uncertain]
+    return negative & torch.stack(inside)
 
 
 def detection_loss(outputs, cls_targets, reg_targets, cfg, normalizer, ignore=None):
@@ -278,7 +269,7 @@ def outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=False):
                              cfg["model"]["regression_range"], device)
         cls_t, reg_t = batch_targets(points, batch, outputs["cls_logits"][0].shape[-1],
                                      cfg["model"]["center_radius"])
-        ignore = uncertain_background(outputs, cls_t, cfg, points, batch.get("uncertain")) if pseudo else None
+        ignore = uncertain_background(cls_t, cfg, points, batch.get("uncertain")) if pseudo else None
         return detection_loss(outputs, cls_t, reg_t, cfg, normalizer, ignore)
 
 
@@ -302,30 +293,10 @@ def with_acp(model, outputs, batch, cfg, parts):
     return parts
 
 
-def perturbed(feats, mask, scfg):
-    """The pseudo-labeled videos' input as the round trains on it (semi.feature_dropout,
-    semi.feature_noise): feats (B, C, T), mask (B, T). Noise is scaled by each video's std over its
-    valid steps; padding stays zero. Draws from torch's generator (seeded by the stage)."""
-    p, sigma = scfg["feature_dropout"], scfg["feature_noise"]
-    if p == 0 and sigma == 0:
-        return feats
-    valid = mask[:, None, :].to(feats.dtype)
-    out = feats
-    if sigma > 0:
-        n = (valid.sum(dim=(1, 2), keepdim=True) * feats.shape[1]).clamp(min=1)
-        mean = (feats * valid).sum(dim=(1, 2), keepdim=True) / n
-        std = (((feats - mean) * valid) ** 2).sum(dim=(1, 2), keepdim=True).div(n).sqrt()
-        out = out + sigma * std * torch.randn_like(feats)
-    if p > 0:
-        out = F.dropout(out, p, training=True)
-    return out * valid
-
-
 def pseudo_labeled_loss(model, batch, cfg, normalizer):
     """Loss on pseudo-labeled videos: the detector's (with semi.background's rule for the points
-    outside the pseudo labels) and, with ACP, lambda_acp * L_acp^u (Eq. 12). The detector sees the
-    input perturbed by semi.feature_dropout / feature_noise (none by default)."""
-    outputs = model(perturbed(batch["feats"], batch["mask"], cfg["semi"]), batch["mask"])
+    outside the pseudo labels) and, with ACP, lambda_acp * L_acp^u (Eq. 12)."""
+    outputs = model(batch["feats"], batch["mask"])
     return with_acp(model, outputs, batch, cfg, outputs_loss(model, outputs, batch, cfg, normalizer, pseudo=True))
 
 
@@ -338,10 +309,9 @@ def labeled_loss(model, batch, cfg, normalizer, bank):
 
 
 def with_icd(model, outputs, batch, cfg, bank, parts):
-    """parts + the ICD's loss (Eq. 8) on the batch's labeled instances, pooled from its input features
-    or the detector's level-0 features (model.icd_features: fpn), whichever detector it is."""
-    fpn = cfg["model"]["icd_features"] == "fpn"
-    anchors, labels = batch_instances(batch, outputs["feats"][0].detach() if fpn else batch["feats"])
+    """parts + the ICD's loss (Eq. 8) on the batch's labeled instances, pooled from its input features,
+    whichever detector it is."""
+    anchors, labels = batch_instances(batch, batch["feats"])
     lcfg = cfg["loss"]
     parts["icd_loss"] = icd_loss(model.icd, anchors, labels.to(anchors.device), bank,
                                  lcfg["icd_same"], lcfg["icd_diff"], None, bank.rows_of(batch))

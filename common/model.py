@@ -179,7 +179,7 @@ class Backbone(nn.Module):
             for i in range(mcfg["embd_layers"]))
         self.embd_norm = nn.ModuleList(ChannelNorm(d) for _ in range(mcfg["embd_layers"]))
         block = lambda stride: TransformerBlock(  # noqa: E731
-            d, mcfg["n_head"], mcfg["window"], stride, mcfg["dropout"], mcfg["path_drop"])
+            d, mcfg["n_head"], mcfg["attn_window"], stride, mcfg["dropout"], mcfg["path_drop"])
         self.stem = nn.ModuleList(block(1) for _ in range(mcfg["stem_layers"]))
         self.branch = nn.ModuleList(block(2) for _ in range(mcfg["branch_layers"]))
         for m in self.modules():  # ActionFormer starts every backbone bias at zero
@@ -245,8 +245,7 @@ class Detector(nn.Module):
         self.quality_out = MaskedConv1d(h, self.num_quality, k) if self.num_quality else None
         # ICD (Sec. 3.2) on input features; trained by its own loss, kept here so that it is saved,
         # averaged (EMA) and loaded with the detector it serves. forward() does not use it.
-        icd_dim = d if mcfg["icd_features"] == "fpn" else input_dim
-        self.icd = Discriminator(icd_dim, mcfg["icd_hidden"])
+        self.icd = Discriminator(input_dim, mcfg["icd_hidden"])
         # ACP's projection of the concatenated pyramid (Sec. 3.3), pre-trained with the backbone.
         self.acp_proj = Projection(d * self.num_levels, mcfg["acp_proj_dim"])
 

@@ -69,28 +69,6 @@ def nearest_listed(feats, listed, labels, protos, has):
     return out
 
 
-def video_consensus(labels, scores, listed, accepted):
-    """pseudo.relabel video: one class per video from the layout of real data, not the features.
-
-    THUMOS14's training videos hold one class in 86.5% of cases and 90.4% of its actions carry their
-    video's majority class (../shared/data/thumos14/thumos14.json); ActivityNet's hold one class
-    each. So the video's class is the one its accepted predictions vote for, each with its score:
-      c*     = argmax_c sum over accepted i with labels_i = c of scores_i
-      label  = c* for every prediction whose listed classes (its class_scores) hold c*, else its own
-    A video with nothing accepted keeps its labels. labels, scores (N,), listed (N, k) class ids,
-    accepted (N,) bool; returns the new (N,) labels."""
-    labels = np.asarray(labels, dtype=np.int64)
-    out = labels.copy()
-    accepted = np.asarray(accepted, dtype=bool)
-    if not accepted.any():
-        return out
-    votes = np.bincount(labels[accepted], weights=np.asarray(scores, dtype=np.float64)[accepted])
-    top = int(np.argmax(votes))  # ties: the lowest class id
-    listed = np.asarray(listed, dtype=np.int64).reshape(len(labels), -1)
-    out[(listed == top).any(axis=1)] = top
-    return out
-
-
 def pooled_actions(dcfg, videos, ids):
     """(N, D) centred mean-pooled features of every annotated action of the videos `ids`, and (N,)
     their labels; (0, 0) and (0,) when none holds an action."""

@@ -88,7 +88,7 @@ def test_pretrained_parts_hand_over_strictly_with_fresh_heads():
     assert all(torch.equal(det.state_dict()[k], v) for k, v in state.items())
 
 
-TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5", "dataset.max_seq_len=128",
+TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_window=5", "dataset.max_seq_len=128",
         "train.epochs=1", "train.warmup_epochs=1", "semi.epochs=1", "semi.warmup_epochs=0", "acp.epochs=1",
         "acp.warmup_epochs=1", "acp.segments=8", "pseudo.tau_neg=0.0", "pseudo.pos_std=0.0"]
 

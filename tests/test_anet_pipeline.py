@@ -23,7 +23,7 @@ from common.video_scores import load_video_scores
 from conftest import REDUCED_ANET, reduced_anet
 from conftest import exit_line as _exit_line
 
-TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5", "model.icd_hidden=16",
+TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_window=5", "model.icd_hidden=16",
         "model.acp_proj_dim=16", "dataset.resize_to=64", "dataset.max_seq_len=64", "train.epochs=2",
         "train.warmup_epochs=1", "train.batch_size=4", "acp.epochs=0", "acp.warmup_epochs=1",
         "semi.epochs=1", "semi.warmup_epochs=0",
@@ -270,13 +270,13 @@ def test_config_and_checkpoint_errors_name_the_key(anet, chain, tmp_path, capsys
     for override, key in (("dataset.video_scores=null", "config key dataset.video_scores: required when"),
                           ("dataset.resize_to=0", "config key dataset.resize_to: expected null or a positive"),
                           ("test.video_topk=0", "config key test.video_topk: expected a positive integer"),
-                          ("test.class_agnostic=false", "config key test.voting: score voting needs")):
+                          ("test.class_agnostic=false", "config key test.class_agnostic: removed; NMS spans the classes")):
         err = _exit_line(train_supervised.main, _argv(sets + [override]) + ["--out", str(tmp_path / "x")], capsys)
         assert key in err, err
     with pytest.raises(ConfigError, match="dataset.resize_to"):
         load_config("configs/anet_synthetic.yaml", ["dataset.resize_to=true"])
     # a class-agnostic detector evaluated with a per-class config: named, not a shape mismatch
-    err = _exit_line(evaluate.main, _argv(sets + ["dataset.class_agnostic=false"]) +
+    err = _exit_line(evaluate.main, _argv(sets + ["dataset.class_agnostic=false", "test.voting=false"]) +
                      ["--checkpoint", str(chain / "sup" / "last.pt"), "--out", str(tmp_path / "p.json")], capsys)
     assert "config.dataset.class_agnostic: the detector was trained with true, this config says false" in err
 

@@ -18,7 +18,7 @@ def _fake(out, preset, seed, sub, average):
 
 def _args(out, extra=()):
     return bp.parse_args(["--presets", "small", "hard", "--seeds", "0", "1", "--variants", "paper", "mine",
-                          "--variant", "mine=semi.background=confident", "--check", "mine", "--out", str(out),
+                          "--variant", "mine=semi.background=all", "--check", "mine", "--out", str(out),
                           "--device", "cpu"] + list(extra))
 
 
@@ -34,7 +34,7 @@ def test_steps_share_the_supervised_run_and_chain_the_rounds(tmp_path):
     mine = [s for s in steps if "mine round" in s[0]]
     assert mine[0][2][mine[0][2].index("--checkpoint") + 1] == sup               # round 1 from supervised
     assert mine[3][2][mine[3][2].index("--checkpoint") + 1] == os.path.join(round1, "last.pt")  # round 2 from 1
-    assert "semi.background=confident" in mine[1][2] and "semi.background=confident" not in steps[1][2]
+    assert "semi.background=all" in mine[1][2] and "semi.background=all" not in steps[1][2]
     assert "dataset.annotation_file=data/synthetic_hard/annotations.json" in steps[1][2]
 
 
@@ -81,7 +81,7 @@ def test_report_pairs_seeds_and_the_check_fails_loudly(tmp_path):
     assert failures == ["hard: mine round 2 changed supervised by -0.50 points on average over seeds [0]"]
     with pytest.raises(SystemExit) as info:
         bp.main(["--presets", "small", "hard", "--seeds", "0", "1", "--variants", "mine", "--variant",
-                 "mine=semi.background=confident", "--check", "mine", "--out", str(out), "--report"])
+                 "mine=semi.background=all", "--check", "mine", "--out", str(out), "--report"])
     assert info.value.code == 1
 
 

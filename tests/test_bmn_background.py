@@ -10,7 +10,7 @@ import torch
 from common.bmn import (CLS, REG, balanced_bce, batch_targets, bmn_loss, pem_reg_weights, proposal_mask,
                         uncertain_ignore)
 from common.bmn_detector import outputs_loss
-from common.config import ConfigError, load_config
+from common.config import load_config
 
 CONFIG = "configs/anet_synthetic_bmn.yaml"
 
@@ -142,7 +142,5 @@ def test_all_is_the_published_loss_and_rejected_leaves_out_the_masks():
 
 # ---------------------------------------------------------------- config
 
-def test_config_takes_rejected_for_bmn_and_names_confident_as_actionformer_only():
+def test_config_takes_rejected_for_bmn():
     assert load_config(CONFIG, ["semi.background=rejected"])["semi"]["background"] == "rejected"
-    with pytest.raises(ConfigError, match="bmn takes all or rejected.*confident"):
-        load_config(CONFIG, ["semi.background=confident"])

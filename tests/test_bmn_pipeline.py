@@ -48,7 +48,6 @@ def _argv(sets, config=CONFIG):
     ("model.bmn.num_samples=0", "model.bmn.num_samples: expected a positive integer"),
     ("model.bmn.hidden_1d=30", "model.bmn.hidden_1d: BMN's grouped convs need a multiple of 4"),
     ("model.alqa=tiou_tnd", "model.alqa: model.arch bmn takes none or tiou"),
-    ("semi.background=confident", "semi.background: model.arch bmn takes all or rejected"),
     ("test.bmn.top_k=0", "test.bmn.top_k: expected a positive integer"),
     ("test.bmn.low_threshold=0.95", "test.bmn: expected alpha > 0 and 0 <= low_threshold <= high_threshold"),
 ])

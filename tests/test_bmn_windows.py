@@ -133,7 +133,6 @@ def test_merged_windows_map_back_to_seconds_and_duplicates_are_suppressed(tmp_pa
     (CONFIG, ["dataset.window.stride=null"], "config key dataset.window.stride: expected a positive integer"),
     (CONFIG, ["dataset.window.min_inside=0"], "config key dataset.window.min_inside: expected a share in (0, 1]"),
     (CONFIG, ["dataset.window.size=1.5"], "config key dataset.window.size: expected int, got 1.5"),
-    (CONFIG, ["model.icd_features=fpn"], "config key model.icd_features: fpn runs BMN over a whole video"),
 ])
 def test_config_errors_are_one_line_naming_the_key(config, overrides, message, tmp_path, capsys):
     err = exit_line(train_supervised.main, _argv(overrides, config) + ["--out", str(tmp_path / "o")], capsys)

@@ -39,6 +39,61 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_config(str(path))
 
 
+@pytest.mark.parametrize("override, message", [
+    ("model.window=7", "config key model.window: renamed model.attn_window"),
+    ("pseudo.mpp_tiou=0.9", "config key pseudo.mpp_tiou: replaced by pseudo.mpp (by: tiou, threshold: the old mpp_tiou"),
+    ("pseudo.sigma_icd=0.7", "config key pseudo.sigma_icd: replaced by pseudo.mpp (by: icd, threshold: the old sigma_icd)"),
+    ("pseudo.scope=video", "config key pseudo.scope: removed; tau_pos is set per video (Eq. 6)"),
+    ("semi.background_thresh=0.1", "config key semi.background_thresh: removed with semi.background confident"),
+    ("test.class_agnostic=true", "config key test.class_agnostic: removed; NMS spans the classes exactly when"),
+])
+def test_removed_and_renamed_keys_are_named_in_one_line(tmp_path, override, message):
+    # the same line from --set, from a file (after the file's name) and from every retired key
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert str(info.value) == message or str(info.value).startswith(message)
+    assert len(str(info.value).splitlines()) == 1
+    key, value = override.split("=")
+    section, name = key.split(".")
+    path = tmp_path / "old.yaml"
+    path.write_text(f"{section}:\n  {name}: {value}\n")
+    with pytest.raises(ConfigError, match=f"old.yaml: {message.replace('(', '.').replace(')', '.')}"):
+        load_config(str(path))
+
+
+def test_every_retired_key_is_gone_from_the_defaults():
+    from common.config import DEFAULTS, REMOVED, RENAMED
+    for key in list(REMOVED) + list(RENAMED):
+        section, name = key.split(".")
+        assert name not in DEFAULTS[section], key
+        with pytest.raises(ConfigError, match=f"config key {key}: (removed|replaced|renamed)"):
+            load_config(None, [f"{key}=1"])
+    assert all(RENAMED[k].split(".")[1] in DEFAULTS[RENAMED[k].split(".")[0]] for k in RENAMED)
+
+
+def test_a_stored_config_reads_old_names_and_drops_what_remains():
+    # a checkpoint's config from before the renames: its attention window under the new name, the ICD
+    # on input features (what remains) dropped; a removed setting that no longer exists stays an error
+    from common.config import from_dict
+    assert from_dict({"model": {"window": 7, "icd_features": "input"}})["model"]["attn_window"] == 7
+    with pytest.raises(ConfigError, match="model.icd_features: removed"):
+        from_dict({"model": {"icd_features": "fpn"}})
+
+
+def test_voting_needs_a_class_agnostic_detector():
+    with pytest.raises(ConfigError, match="test.voting: score voting needs a class-agnostic detector"):
+        load_config(None, ["test.voting=true"])
+
+
+def test_mpp_rule_is_one_key():
+    cfg = load_config(None, ["pseudo.mpp.by=icd", "pseudo.mpp.threshold=0.7"])
+    assert cfg["pseudo"]["mpp"] == {"by": "icd", "threshold": 0.7}
+    assert load_config(None, ["recipe=paper"])["pseudo"]["mpp"] == {"by": "icd", "threshold": 0.7}
+    assert load_config(None)["pseudo"]["mpp"] == {"by": "tiou", "threshold": 0.9}
+    with pytest.raises(ConfigError, match="pseudo.mpp.by: expected one of icd, tiou, got 'S_i'"):
+        load_config(None, ["pseudo.mpp.by=S_i"])
+
+
 def test_int_may_stand_for_float_and_scientific_strings_are_numbers():
     assert parse_override("train.lr=5e-4") == {"train": {"lr": 5e-4}}
     assert load_config(None, ["train.lr=1"])["train"]["lr"] == 1.0
@@ -90,7 +145,8 @@ def test_the_papers_recipe_from_any_config(tmp_path):
     cfg = load_config("configs/default.yaml", ["recipe=paper"])
     assert (cfg["pseudo"]["tau_neg"], cfg["pseudo"]["pos_std"], cfg["semi"]["beta"]) == (0.15, 1.0, 2.0)
     assert (cfg["semi"]["background"], cfg["semi"]["class_target"], cfg["pseudo"]["relabel"], cfg["pseudo"]["icd"],
-            cfg["pseudo"]["mpp_tiou"], cfg["pseudo"]["carry_over"]) == ("all", "hard", "none", "both", None, "none")
+            cfg["pseudo"]["mpp"], cfg["pseudo"]["carry_over"]) == ("all", "hard", "none", "both", {"by": "icd", "threshold": 0.7},
+                                                                  "none")
     # the BMN config's own thresholds give way to the paper's; every --set lies over the recipe, wherever it is
     assert load_config("configs/anet_synthetic_bmn.yaml")["pseudo"]["tau_neg"] == 0.05
     for sets in (["semi.beta=1", "recipe=paper"], ["recipe=paper", "semi.beta=1"]):

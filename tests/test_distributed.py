@@ -14,7 +14,7 @@ from common.distributed import ShardSampler
 from common.engine import autocast, iters_per_epoch
 from common.stage import load_data
 
-TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5",
+TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_window=5",
         "dataset.max_seq_len=128", "train.epochs=2", "train.warmup_epochs=1", "train.batch_size=4",
         "acp.mode=none",
         # Only the random draws differ between one and two processes: stochastic depth and the ICD

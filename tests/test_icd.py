@@ -118,7 +118,7 @@ def test_no_anchor_is_its_own_same_class_partner(tmp_path):
                                                f"dataset.feature_dir={root}/features", "loss.icd_same=32"])
     videos, _ = load_annotations(cfg["dataset"]["annotation_file"])
     ids = sorted(v for v in videos if videos[v].subset == "train" and len(videos[v].labels))[:4]
-    bank = InstanceBank(cfg["dataset"], videos, ids).build(feature_source(None, cfg["dataset"], "input", "cpu"))
+    bank = InstanceBank(cfg["dataset"], videos, ids).build(feature_source(cfg["dataset"], "cpu"))
     batch = collate([VideoDataset(cfg["dataset"], videos, ids, training=False)[i] for i in range(len(ids))])
     model = types.SimpleNamespace(icd=_RecordingDisc())
     torch.manual_seed(0)

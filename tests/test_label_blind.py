@@ -17,7 +17,7 @@ from common.synthetic import ensure_dataset
 
 # Long videos cropped to 128 steps; a warmup epoch in each stage, so every stage takes steps at lr > 0;
 # thresholds that accept generously, so the undertrained detector's file is not empty.
-TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5", "dataset.max_seq_len=128",
+TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_window=5", "dataset.max_seq_len=128",
         "train.epochs=2", "train.warmup_epochs=1", "train.batch_size=4", "semi.epochs=1", "semi.warmup_epochs=1",
         "acp.epochs=1", "acp.warmup_epochs=1", "dataset.synthetic_size=null",
         "pseudo.tau_neg=0.0", "pseudo.pos_std=0.0", "test.max_segments=20"]

@@ -315,7 +315,7 @@ def test_a_class_agnostic_detector_is_scored_on_its_own_proposals(tmp_path, monk
                 "v2": {"subset": "validation", "duration": 40.0, "fps": 16.0, "annotations": [gt(5.0, 15.0, "B")]}}
     sets = _files(tmp_path, database, {}) + [
         f"dataset.feature_dir={tmp_path}", f"dataset.video_scores={tmp_path}/scores.json", "model.embd_dim=16",
-        "model.head_dim=16", "model.n_head=2", "model.window=5", "dataset.resize_to=64", "dataset.max_seq_len=64"]
+        "model.head_dim=16", "model.n_head=2", "model.attn_window=5", "dataset.resize_to=64", "dataset.max_seq_len=64"]
     (tmp_path / "scores.json").write_text(json.dumps({"class": ["A", "B"], "results": {"v1": [0.4, 0.6],
                                                                                        "v2": [0.3, 0.7]}}))
     for vid in database:

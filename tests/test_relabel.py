@@ -68,7 +68,7 @@ def test_relabelled_file(chain, tmp_path):  # noqa: F811
     videos, classes = load_data(cfg)
     load_annotations(str(path), classes, strict=True)
     labeled = set(labeled_ids(cfg, videos))
-    pl = train_semi.load_pseudo_labels(str(path), videos, classes, labeled, cfg["dataset"]["train_subset"], "soft", 0.0)
+    pl = train_semi.load_pseudo_labels(str(path), videos, classes, labeled, cfg["dataset"]["train_subset"], "soft")
     relabelled = 0
     for vid, v in data["database"].items():
         for n, a in enumerate(v["annotations"]):
@@ -110,21 +110,11 @@ def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
     assert new_accepted.tolist() == [True, False, False, False]
     assert new_reason.tolist() == ["positive", "duplicate", "candidate", "below_tau_neg"]
     assert accepted.tolist() == [True, True, False, False] and reason[1] == "positive"
-    # one refining pass: each prototype also averages the accepted pseudo labels the first pass gave
-    # its class (both of them here, the same segment twice; the candidate is not accepted)
-    results, _, _ = pseudo_label.prototype_classes(
-        {vid: pred}, {vid: (accepted, reason, np.zeros(4))}, videos, dcfg, labeled, c, refine=1)
-    pooled = mean_pool(feats(vid), to_grid(dcfg, videos[vid], segments[:3]))
-    protos2, has2 = class_prototypes(np.concatenate([b[0] for b in bank] + [pooled[:2]]),
-                                     np.concatenate([b[1] for b in bank] + [nearest[:2]]), c)
-    assert not np.allclose(protos2, protos)
-    again = nearest_listed(pooled, pred["topk_labels"][:3], pred["labels"][:3], protos2, has2)
-    assert results[vid]["labels"].tolist() == again.tolist() + [3]
 
 
 @pytest.mark.parametrize("value, message", [
-    ("nearest", "pseudo.relabel: expected one of none, prototype, video, got 'nearest'"),
-    ("prototype,pseudo.relabel_refine=-1", "pseudo.relabel_refine: expected a number of passes in 0..10, got -1"),
+    ("nearest", "pseudo.relabel: expected one of none, prototype, got 'nearest'"),
+    ("video", "pseudo.relabel: expected one of none, prototype, got 'video'"),
     ("prototype", "pseudo.relabel: a class-agnostic detector's classes come from the video-level classifier")])
 def test_bad_relabel_is_a_config_error(chain, tmp_path, capsys, value, message):  # noqa: F811
     extra = ["dataset.class_agnostic=true", "dataset.video_scores=scores.json"] if value == "prototype" else []
@@ -134,44 +124,3 @@ def test_bad_relabel_is_a_config_error(chain, tmp_path, capsys, value, message):
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "x.json").exists()
-
-
-def test_video_consensus_by_hand():
-    from common.relabel import video_consensus
-    labels = np.array([2, 2, 5, 5, 7])
-    scores = np.array([0.5, 0.2, 0.6, 0.3, 0.9])
-    accepted = np.array([True, True, True, True, False])  # class 7's 0.9 is not accepted: no vote
-    listed = np.array([[2, 5], [2, 3], [5, 2], [5, 1], [7, 5]])
-    # votes: class 2 = 0.5 + 0.2 = 0.7, class 5 = 0.6 + 0.3 = 0.9 -> class 5 wins; every prediction
-    # listing 5 takes it (rows 0, 2, 3, 4), row 1 lists no 5 and keeps its 2
-    assert video_consensus(labels, scores, listed, accepted).tolist() == [5, 2, 5, 5, 5]
-    # nothing accepted: labels as they were
-    assert video_consensus(labels, scores, listed, np.zeros(5, bool)).tolist() == labels.tolist()
-
-
-def test_video_consensus_file(chain, tmp_path):  # noqa: F811
-    _, data = _relabelled(chain, tmp_path, "video")
-    changed = checked = 0
-    for v in data["database"].values():
-        accepted, entries = v["annotations"], v["annotations"] + v["rejected"]
-        if not accepted:
-            assert not any("detector_label" in e for e in entries)
-            continue
-        # the vote, recomputed from the file: each accepted pseudo label's detector class, its score
-        # (the duplicates were accepted when the vote was taken)
-        votes = {}
-        for a in accepted + [r for r in v["rejected"] if r["reason"] == "duplicate"]:
-            own = a.get("detector_label", a["label"])
-            votes[own] = votes.get(own, 0.0) + a["score"]
-        ranked = sorted(votes.values(), reverse=True) + [0.0]
-        if ranked[0] - ranked[1] < 1e-4 * len(votes):  # scores are rounded in the file: a near tie
-            continue                                     # cannot be recomputed from it
-        top = max(sorted(votes), key=lambda c: votes[c])
-        checked += 1
-        for e in entries:
-            if e.get("reason") == "below_tau_neg":
-                continue
-            if top in e["class_scores"]:
-                assert e["label"] == top
-            changed += "detector_label" in e
-    assert checked > 0 and 0 < changed <= data["meta"]["counts"]["relabelled"]

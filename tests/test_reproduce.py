@@ -196,6 +196,6 @@ def test_every_cell_runs_the_papers_recipe(config):
         # the paper's figures, read off its text
         assert (cfg["semi"]["beta"], cfg["pseudo"]["tau_neg"], cfg["pseudo"]["pos_std"]) == (2.0, 0.15, 1.0)
         assert (cfg["semi"]["background"], cfg["semi"]["class_target"], cfg["pseudo"]["relabel"],
-                cfg["pseudo"]["carry_over"], cfg["pseudo"]["mpp_tiou"]) == ("all", "hard", "none", "none", None)
+                cfg["pseudo"]["carry_over"], cfg["pseudo"]["mpp"]["by"]) == ("all", "hard", "none", "none", "icd")
         if m["semi"]:
             assert rp.run_dirs("OUT", 0, ratio, m)[2].endswith("_paper")
