@@ -51,7 +51,7 @@ def synthetic_round(rng, videos, predictions):
     for v in range(videos):
         duration = round(float(rng.uniform(30, 600)), 2)
         acc = [entry(rng, duration, "origin", rng.choice(["positive", "mined"])) for _ in range(n_acc)]
-        rej = [entry(rng, duration, "reason", rng.choice(["candidate", "eap", "other_class"]))
+        rej = [entry(rng, duration, "reason", rng.choice(["candidate", "eap", "duplicate"]))
                for _ in range(predictions - n_acc)]
         order = lambda e: (e["segment"][0], e["segment"][1], e["label_id"])  # noqa: E731
         database[f"video_{v:05d}"] = {"subset": "train", "duration": duration, "fps": 30.0,

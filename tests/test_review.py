@@ -64,8 +64,8 @@ def _video(tiny, vid, annotations, rejected=()):
 
 def hand_file(tiny):
     """V1: a positive and a mined label on its first two truths, a hand-added Diving where it has
-    none, 4 rejected (2 candidates, 1 EAP, 1 other class); V2: an oracle label on its truth; V3:
-    no pseudo label, 1 candidate."""
+    none, 4 rejected (2 candidates, 1 EAP, 1 other_class: a reason of older files, which the page
+    shows by its name); V2: an oracle label on its truth; V3: no pseudo label, 1 candidate."""
     rej = lambda label, seg, reason: _ann(label, seg, reason, 0.2, key="reason")  # noqa: E731
     return {"version": "apl-pseudo-labels-v1",
             "meta": {"icd": "both", "tau_neg": 0.15, "counts": {"videos": 3},

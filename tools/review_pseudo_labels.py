@@ -4,8 +4,8 @@ Reads a pseudo-label file (pseudo_label.py's, possibly edited by hand) with the 
 makes, and writes OUT/index.html: one self-contained file (no server, nothing fetched) that opens
 from disk. It shows
   - a summary: the accepted pseudo labels by origin (positive, mined by MPP, oracle, hand-added:
-    no origin), the rejected predictions by reason (candidate, eap, other_class, low_score,
-    duplicate, previous_round), a histogram of tau_pos over the videos and the settings in the file's `meta`; with --config, when the unlabeled
+    no origin), the rejected predictions by reason (candidate, eap, duplicate,
+    previous_round), a histogram of tau_pos over the videos and the settings in the file's `meta`; with --config, when the unlabeled
     videos carry ground truth (benchmarks), the pseudo-label quality of Fig. 3(c);
   - one timeline per video: lanes for the ground truth, the accepted pseudo labels coloured by
     origin and the rejected predictions by reason; hover a segment for its label and scores (score =
@@ -56,8 +56,7 @@ DIFF_KINDS = ("added", "removed", "relabelled", "moved", "unchanged")
 ORIGINS = {"positive": "positive (>= tau_pos)", "mined": "mined by MPP", "oracle": "oracle",
            "previous_round": "kept from the previous round (carry_over)", "hand": "hand-added (no origin)"}
 REASONS = {"candidate": "candidate (tau_neg < score < tau_pos)", "eap": "removed by EAP",
-           "other_class": "other class (video_topk)", "previous_round": "the previous round's (carry_over)",
-           "low_score": "low score (tau_ignore < score <= tau_neg)",
+           "previous_round": "the previous round's (carry_over)",
            "duplicate": "duplicate of a relabelled pseudo label (relabel)"}
 
 

@@ -5,7 +5,6 @@
     var KEYS = ['score', 'cls_score', 'tiou', 'tnd', 'icd'];
     var TITLES = {positive: 'accepted: positive', mined: 'accepted: mined by MPP', oracle: 'accepted: oracle',
                   hand: 'accepted: hand-added', candidate: 'rejected: candidate', eap: 'rejected: removed by EAP',
-                  other_class: 'rejected: other class', low_score: 'rejected: low score',
                   duplicate: 'rejected: duplicate after relabel'};
     var LATER = {accepted: 'accepted: kept from the previous round', rejected: 'rejected: the previous round\'s'};
     var list = document.getElementById('videos');
