@@ -17,11 +17,10 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      features (common/relabel.py; the detector's own is kept as detector_label where it differs), and
      a pseudo label that then doubles one of its video (same segment and class) is rejected as
      'duplicate';
-  3. writes one JSON in the annotation file's schema: per video its accepted `annotations` (with
-     score, cls_score, tiou, tnd, icd, origin, and class_scores: P_cls of the prediction's point for
-     its 5 most likely classes, the soft class target of semi.class_target = soft), its `rejected`
-     predictions with the reason, and a top-level `meta`. Edit it by hand freely: train_semi.py
-     checks every entry before training.
+  3. writes the pseudo-label file (common/pseudo_file.py): per video its accepted `annotations` with
+     their scores, origin and class_scores (P_cls of the prediction's point for its 5 most likely
+     classes, the soft class target of semi.class_target = soft), its `rejected` predictions with
+     the reason, and a top-level `meta`. Edit it by hand freely: its reader checks every entry.
 With dataset.class_agnostic (ActivityNet's recipe) the predictions are proposals of one class: the
 thresholds work on their joint scores as above, each takes its video's top-1 class of the video-level
 classifier (dataset.video_scores) as its label, which the ICD scores it against (labeled instances
@@ -34,25 +33,22 @@ Example:
   python pseudo_label.py --config configs/default.yaml --checkpoint outputs/main/supervised/last.pt \\
       --out outputs/main/pseudo_labels_round1.json
 """
-import json
 import os
 
 import numpy as np
-import torch
 
+from common import pseudo_file
 from common.checkpoint import load_checkpoint
-from common.config import ConfigError, atomic_write_text
-from common.data import VideoDataset, data_error, grid_features, load_annotations, to_grid, unannotated
-from common.detect import CLASS_TOPK
+from common.config import ConfigError, check_mpp_head
+from common.data import VideoDataset, grid_features, to_grid, unannotated
+from common.detect import CLASS_TOPK, with_video_classes
 from common.distributed import is_main
-from common.icd import InstanceBank, feature_source, pool_instances, similarity_scores
+from common.icd import InstanceBank, feature_source, icd_scores
 from common.metrics import segment_tiou
 from common.relabel import centred, class_prototypes, mean_pool, nearest_listed, pooled_actions
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
                           labeled_ids, load_data, load_weights, make_parser, predict, run_main, unlabeled_ids,
                           video_scores)
-
-DIGITS = 4
 
 
 def parse_args(argv=None):
@@ -106,32 +102,11 @@ def thresholds(results, pcfg):
 CARRY_TIOU = 0.5  # a previous pseudo label overlapped this much by a new one is replaced by it
 
 
-def previous_round(path, classes):
-    """The previous round's file, read strictly: {video: tau_pos or None} from its meta, and
-    {video: its accepted entries as written}. A hand-edited file keeps working as long as its meta
-    still holds the thresholds pseudo_label.py wrote. Entries: {video: (accepted, rejected)}."""
-    load_annotations(path, classes, strict=True)  # every entry checked as train_semi.py checks it
-    with open(path) as f:
-        data = json.load(f)
-    taus = data.get("meta", {}).get("tau_pos") if isinstance(data.get("meta"), dict) else None
-    if not isinstance(taus, dict):
-        raise data_error(path, "expected {video: tau_pos}, as pseudo_label.py writes it", where="meta.tau_pos")
-    for vid, tau in taus.items():
-        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not np.isfinite(tau)):
-            raise data_error(path, f"expected a number or null, got {tau!r}", vid, "meta.tau_pos")
-    entries = {vid: (v.get("annotations", []), v.get("rejected", [])) for vid, v in data["database"].items()}
-    return {vid: (float("inf") if t is None else float(t)) for vid, t in taus.items()}, entries
-
-
 def carried_thresholds(taus, previous):
     """tau_pos of this round, at most the previous round's: the detector a round has trained is surer,
     its scores and so its own tau_pos rise, and without the cap it selects fewer pseudo labels than
     the round before (docs/presets_history.md, "A second round selected afresh")."""
     return {vid: min(t, previous.get(vid, float("inf"))) for vid, t in taus.items()}
-
-
-def _segments(entries):
-    return np.array([e["segment"] for e in entries], dtype=float).reshape(-1, 2)
 
 
 def _new_to(entry, segments):
@@ -147,7 +122,8 @@ def carry_labels(database, previous):
     afresh"). Returns the two counts."""
     labels = rejected = 0
     for vid, video in database.items():
-        accepted, entries = _segments(video["annotations"]), _segments(video["annotations"] + video["rejected"])
+        accepted = pseudo_file.segments_of(video["annotations"])
+        entries = pseudo_file.segments_of(video["annotations"] + video["rejected"])
         old_labels, old_rejected = previous.get(vid, ([], []))
         for entry in old_labels:
             if _new_to(entry, accepted):
@@ -159,35 +135,8 @@ def carry_labels(database, previous):
                 video["rejected"].append({k: v for k, v in entry.items() if k != "reason"}
                                          | {"reason": "previous_round"})
                 rejected += 1
-        video["annotations"], video["rejected"] = _ordered(video["annotations"]), _ordered(video["rejected"])
+        video["annotations"], video["rejected"] = pseudo_file.ordered(video["annotations"]), pseudo_file.ordered(video["rejected"])
     return labels, rejected
-
-
-# ---------------------------------------------------------------- class-agnostic proposals
-
-def with_video_classes(pred, video_probs, k=CLASS_TOPK):
-    """A class-agnostic detector's proposals of one video (dataset.class_agnostic), classed by the
-    video-level classifier: each takes the video's top-1 class as its label (an ActivityNet video
-    holds one class), and its class_scores become the video's k most likely classes with their
-    probabilities. score (the joint score of Eq. 4, on which tau_pos is set) and cls_score (the
-    detector's actionness) stay the detector's."""
-    top = np.argsort(-video_probs, kind="stable")[:k]  # ties: the lower class id first
-    n = len(pred["scores"])
-    return {**pred, "labels": np.full(n, top[0], dtype=np.int64),
-            "topk_labels": np.tile(top, (n, 1)), "topk_probs": np.tile(video_probs[top], (n, 1))}
-
-
-# ---------------------------------------------------------------- ICD scores (Eq. 10)
-
-def icd_scores(model, results, videos, dcfg, bank, source, device):
-    """S_i of Eq. (10) for every prediction."""
-    out = {}
-    for vid, r in results.items():
-        grid = to_grid(dcfg, videos[vid], r["segments"])
-        feats = pool_instances(source(vid), torch.as_tensor(grid, dtype=torch.float32))
-        labels = torch.as_tensor(r["labels"], dtype=torch.long).to(device)
-        out[vid] = similarity_scores(model.icd, feats, labels, bank).numpy()
-    return out
 
 
 # ---------------------------------------------------------------- prototype classes (pseudo.relabel)
@@ -196,16 +145,14 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes):
     """pseudo.relabel prototype: every prediction the file will list (above tau_neg) takes, among the
     classes of its class_scores, the one whose prototype of the labeled actions is nearest
     (common/relabel.py); then with_labels. Returns the results, the decisions and how many labels changed."""
-    def centred_features(vid):
-        return centred(grid_features(dcfg, vid)[0])
-
     bank, bank_labels = pooled_actions(dcfg, videos, labeled)
     if not len(bank_labels):
         raise ConfigError("config key pseudo.relabel: prototype needs labeled actions, and the labeled "
                           "videos hold none")
     vids = sorted(results)
     listed = {vid: np.flatnonzero(decisions[vid][1] != "below_tau_neg") for vid in vids}
-    pooled = {vid: mean_pool(centred_features(vid), to_grid(dcfg, videos[vid], results[vid]["segments"][listed[vid]]))
+    pooled = {vid: mean_pool(centred(grid_features(dcfg, vid)[0]),
+                             to_grid(dcfg, videos[vid], results[vid]["segments"][listed[vid]]))
               if listed[vid].size else np.zeros((0, bank.shape[1])) for vid in vids}
     labels = {vid: results[vid]["labels"].copy() for vid in vids}
     protos, has = class_prototypes(bank, bank_labels, num_classes)
@@ -237,94 +184,21 @@ def with_labels(results, decisions, labels):
     return out_results, out_decisions, changed
 
 
-# ---------------------------------------------------------------- the JSON file
-
-def _entry(pred, i, classes, icd, origin_key, origin, duration):
-    seg = pred["segments"][i]
-    num = lambda x: None if not np.isfinite(x) else round(float(x), DIGITS)  # noqa: E731
-    end = min(round(float(seg[1]), 3), duration)  # rounding must not carry an end past the video
-    entry = {"label": classes[int(pred["labels"][i])], "segment": [round(float(seg[0]), 3), end],
-            "label_id": int(pred["labels"][i]), "score": num(pred["scores"][i]),
-            "cls_score": num(pred["cls_score"][i]), "tiou": num(pred["tiou"][i]), "tnd": num(pred["tnd"][i]),
-            "icd": num(icd[i]), origin_key: str(origin),
-            "class_scores": {classes[int(c)]: num(p) for c, p in zip(pred["topk_labels"][i], pred["topk_probs"][i])}}
-    old = pred.get("detector_labels")
-    if old is not None and old[i] != pred["labels"][i]:  # pseudo.relabel changed it
-        entry["detector_label"] = classes[int(old[i])]
-    return entry
-
-
-def _ordered(entries):  # a carried-over entry may be hand-written: no label_id
-    return sorted(entries, key=lambda e: (e["segment"][0], e["segment"][1], e.get("label_id", -1), e["label"]))
-
-
-def build_file(results, decisions, videos, classes, meta, train_subset):
-    database = {}
-    for vid in sorted(results):
-        pred, (accepted, reason, icd) = results[vid], decisions[vid]
-        duration = videos[vid].duration
-        keep = [_entry(pred, i, classes, icd, "origin", reason[i], duration) for i in np.flatnonzero(accepted)]
-        rejected = [_entry(pred, i, classes, icd, "reason", reason[i], duration)
-                    for i in np.flatnonzero(~accepted & (reason != "below_tau_neg"))]
-        database[vid] = {"subset": train_subset, "duration": videos[vid].duration, "fps": videos[vid].fps,
-                         "annotations": _ordered(keep), "rejected": _ordered(rejected)}
-    return {"version": "apl-pseudo-labels-v1", "meta": meta, "database": database}
-
-
 # ---------------------------------------------------------------- quality, Fig. 3(c)
 
-def quality(selected, videos):
-    """Class Acc, Avg tIoU, Pos Acc (right class and tIoU > 0.5) against each pseudo label's
-    best-overlapping ground truth; precision / recall at tIoU 0.5 with one-to-one matching."""
-    best_iou, same_class, matched, n_gt, n_pl = [], [], 0, 0, 0
-    for vid, (segs, labels, scores) in selected.items():
-        gt_segs, gt_labels = videos[vid].segments, videos[vid].labels
-        n_gt, n_pl = n_gt + len(gt_labels), n_pl + len(labels)
-        taken = np.zeros(len(gt_labels), dtype=bool)
-        for i in np.argsort(-scores, kind="stable"):
-            iou = segment_tiou(segs[i], gt_segs) if len(gt_labels) else np.zeros(0)
-            j = int(np.argmax(iou)) if iou.size else -1
-            best_iou.append(iou[j] if j >= 0 else 0.0)
-            same_class.append(j >= 0 and gt_labels[j] == labels[i])
-            ok = (~taken) & (gt_labels == labels[i]) & (iou >= 0.5)
-            if ok.any():
-                taken[np.flatnonzero(ok)[np.argmax(iou[ok])]] = True
-                matched += 1
-    best_iou, same_class = np.asarray(best_iou), np.asarray(same_class, dtype=bool)
-    n = max(len(best_iou), 1)
-    return {"pseudo_labels": n_pl, "class_acc": same_class.sum() / n, "avg_tiou": best_iou.sum() / n,
-            "pos_acc": (same_class & (best_iou > 0.5)).sum() / n,
-            "precision@0.5": matched / max(n_pl, 1), "recall@0.5": matched / max(n_gt, 1)}
-
-
-def quality_table(results, icd, videos, pcfg, taus, written=None, classes=()):
-    """The five selections of Fig. 3(c) from the same predictions (adaptive ones at `taus`), and
-    the file as written where it differs from them (a round that carried labels over, or relabelled them)."""
-    rows = {}
+def fig3c_selections(results, icd, pcfg, taus):
+    """The five selections of Fig. 3(c) from the same predictions (adaptive ones at `taus`), as
+    common/pseudo_file.py's quality_table takes them."""
+    out = {}
     for name, selection, mode in (("fixed (cls >= %.2g)" % pcfg["fixed_threshold"], "fixed", "none"),
                                   ("adaptive", "adaptive", "none"), ("+EAP", "adaptive", "eap"),
                                   ("+MPP", "adaptive", "mpp"), ("+EAP+MPP", "adaptive", "both")):
         cfg = {**pcfg, "selection": selection}
-        chosen = {}
+        out[name] = {}
         for vid, r in results.items():
             accepted, _ = refine(initial_status(r, cfg, taus[vid]), icd[vid], mode, cfg, r)
-            chosen[vid] = (r["segments"][accepted], r["labels"][accepted], r["scores"][accepted])
-        rows[name] = quality(chosen, videos)
-    if written is not None:  # entries by class name: a carried one may be hand-written
-        index = {c: i for i, c in enumerate(classes)}
-        rows["as written (the file)"] = quality({vid: (
-            _segments(v["annotations"]), np.array([index[e["label"]] for e in v["annotations"]], dtype=np.int64),
-            np.array([e.get("score") or 0.0 for e in v["annotations"]], dtype=float))
-            for vid, v in written.items()}, videos)
-    return rows
-
-
-def format_quality(rows):
-    keys = ["pseudo_labels", "class_acc", "avg_tiou", "pos_acc", "precision@0.5", "recall@0.5"]
-    lines = ["| selection | #PL | Class Acc | Avg tIoU | Pos Acc | P@0.5 | R@0.5 |", "|---" * 7 + "|"]
-    for name, q in rows.items():
-        lines.append(f"| {name} | {q['pseudo_labels']} | " + " | ".join(f"{100 * q[k]:.1f}" for k in keys[1:]) + " |")
-    return "\n".join(lines)
+            out[name][vid] = (r["segments"][accepted], r["labels"][accepted], r["scores"][accepted])
+    return out
 
 
 def main(argv=None):
@@ -334,11 +208,7 @@ def main(argv=None):
     pcfg, dcfg = cfg["pseudo"], cfg["dataset"]
     ckpt = load_checkpoint(args.checkpoint)
     cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
-    if pcfg["mpp"]["by"] == "tiou" and (cfg["model"]["arch"] != "actionformer"
-                                        or cfg["model"]["alqa"] not in ("tiou", "tiou_tnd")):
-        raise ConfigError(f"config key pseudo.mpp.by: tiou needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd), "
-                          f"got model.arch {cfg['model']['arch']}, model.alqa {cfg['model']['alqa']}; "
-                          f"set it icd for the paper's MPP by the ICD's S_i")
+    check_mpp_head(cfg)  # MPP by predicted tIoU needs the checkpoint's detector to predict it
     device = device_of(args)  # under torchrun each process predicts its share of the videos
     annotated, classes = load_data(cfg, scores=False)  # the scores file is read once, strictly, just below
     ids = unlabeled_ids(cfg, annotated)
@@ -346,7 +216,7 @@ def main(argv=None):
     # where the unlabeled videos' ground truth is given) can read them.
     videos = {**annotated, **{vid: unannotated(annotated[vid]) for vid in ids}}
     carry = pcfg["carry_over"] if args.previous else "none"
-    previous = previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
+    previous = pseudo_file.previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
     probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference
     model = build_detector(cfg, classes, device)
     load_weights(model, ckpt, args.checkpoint)
@@ -366,10 +236,8 @@ def main(argv=None):
     taus = thresholds(results, pcfg)
     if previous is not None:
         taus = carried_thresholds(taus, previous[0])
-    decisions = {}
-    for vid, r in results.items():
-        accepted, reason = refine(initial_status(r, pcfg, taus[vid]), icd[vid], pcfg["icd"], pcfg, r)
-        decisions[vid] = (accepted, reason, icd[vid])
+    decisions = {vid: (*refine(initial_status(r, pcfg, taus[vid]), icd[vid], pcfg["icd"], pcfg, r), icd[vid])
+                 for vid, r in results.items()}
     detected, relabelled = results, 0
     if pcfg["relabel"] == "prototype":
         results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
@@ -388,13 +256,13 @@ def main(argv=None):
         "score, cls_score, tiou, tnd: the detector's (cls_score: actionness)")}
     meta = {"checkpoint": os.path.abspath(args.checkpoint), "config": os.path.abspath(args.config),
             "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, **agnostic, "counts": counts,
-            "tau_pos": {vid: (round(t, DIGITS) if np.isfinite(t) else None) for vid, t in sorted(taus.items())}}
+            "tau_pos": {vid: (round(t, pseudo_file.DIGITS) if np.isfinite(t) else None) for vid, t in sorted(taus.items())}}
     if previous is not None:
         meta["previous"] = os.path.abspath(args.previous)
-    content = build_file(results, decisions, videos, classes, meta, dcfg["train_subset"])
+    content = pseudo_file.build_file(results, decisions, videos, classes, meta, dcfg["train_subset"])
     if carry == "labels":
         counts["previous_round"], counts["previous_rejected"] = carry_labels(content["database"], previous[1])
-    atomic_write_text(args.out, json.dumps(content, indent=2) + "\n")
+    pseudo_file.write(args.out, content)
     kept = counts["positive"] + counts["mined"] + counts.get("previous_round", 0)
     print(f"wrote {args.out}: {kept} pseudo labels on {len(ids)} videos "
           f"({counts['positive']} positive, {counts['mined']} mined by MPP, "
@@ -409,8 +277,8 @@ def main(argv=None):
     # (benchmarks): read here only, after the file is written.
     if any(len(annotated[v].labels) for v in ids):
         written = carry == "labels" or pcfg["relabel"] != "none"
-        print(format_quality(quality_table(detected, icd, annotated, pcfg, taus,
-                                           content["database"] if written else None, classes)))
+        print(pseudo_file.format_quality(pseudo_file.quality_table(
+            fig3c_selections(detected, icd, pcfg, taus), annotated, content["database"] if written else None, classes)))
     else:
         print(f"no pseudo-label quality table: the unlabeled videos have no annotations in {dcfg['annotation_file']}")
     return args.out

@@ -23,9 +23,10 @@ import dataclasses
 import functools
 import os
 
+from common import pseudo_file
 from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import save_config
-from common.data import data_error, load_annotations, rejected_segments, unannotated
+from common.data import unannotated
 from common.distributed import distribute_loss
 from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
                            make_loader, train_one_epoch)
@@ -48,27 +49,17 @@ def parse_args(argv=None):
 
 def load_pseudo_labels(path, videos, classes, labeled, train_subset, class_target="hard"):
     """The pseudo-labeled videos as the dataset's Video records with the file's actions, and their
-    class targets under semi.class_target (pseudo_class_targets).
-
-    Read strictly by the annotation reader; videos must be unlabeled training videos of the dataset
-    (pseudo labels on an evaluation video would leak it into training).
-    """
-    pseudo, _ = load_annotations(path, classes, strict=True)
+    class targets under semi.class_target (pseudo_class_targets). The file is read by its one strict
+    reader (common/pseudo_file.py), which checks that its videos are unlabeled training videos of
+    the dataset."""
+    pseudo = pseudo_file.read(path, classes, {"videos": videos, "labeled": labeled, "train_subset": train_subset})
     out = {}
-    for vid, pl in sorted(pseudo.items()):
-        if vid not in videos:
-            raise data_error(path, "not a video of the dataset's annotation file", vid)
-        if vid in labeled:
-            raise data_error(path, "is a labeled video; pseudo labels are for unlabeled ones", vid)
-        if videos[vid].subset != train_subset:
-            raise data_error(path, f"is a {videos[vid].subset!r} video, not a training ({train_subset!r}) one", vid)
-        if abs(pl.duration - videos[vid].duration) > 1e-3:
-            raise data_error(path, f"{pl.duration} differs from the dataset's {videos[vid].duration}", vid, "duration")
+    for vid, pl in sorted(pseudo.videos.items()):
         weights = (None if class_target == "hard"  # one-hot labels, the detector's own path
                    else pseudo_class_targets(pl.labels, pl.extra, len(classes), classes, class_target))
         # the video's own annotations, if the file has any, are never read: its truth is the pseudo labels
         out[vid] = dataclasses.replace(unannotated(videos[vid]), segments=pl.segments, labels=pl.labels, extra=pl.extra,
-                                       uncertain=rejected_segments(path, pl), label_weights=weights)
+                                       uncertain=pseudo_file.rejected_segments(pseudo, vid), label_weights=weights)
     return out
 
 

@@ -385,6 +385,15 @@ def check_mpp(mcfg):
                           f"tIoU), got {value!r}")
 
 
+def check_mpp_head(cfg):
+    """pseudo.mpp by tiou reads ActionFormer's tIoU head: checked where the detector is known (its checkpoint)."""
+    mcfg = cfg["model"]
+    if cfg["pseudo"]["mpp"]["by"] == "tiou" and (mcfg["arch"] != "actionformer" or mcfg["alqa"] not in ("tiou", "tiou_tnd")):
+        raise ConfigError(f"config key pseudo.mpp.by: tiou needs ActionFormer's tIoU head (model.alqa tiou or tiou_tnd), "
+                          f"got model.arch {mcfg['arch']}, model.alqa {mcfg['alqa']}; "
+                          f"set it icd for the paper's MPP by the ICD's S_i")
+
+
 def check_window(cfg):
     """dataset.window: null, or windows of a positive size, a stride that leaves no gap, a share in (0, 1];
     windows are BMN's (ActionFormer crops with max_seq_len)."""

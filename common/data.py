@@ -1,7 +1,7 @@
 """Annotations, labeled/unlabeled splits, features and batches.
 
 Annotation files use ActionFormer's format, which our pseudo-label files share (they add per-instance
-keys such as "score" and a top-level "meta"):
+keys such as "score" and a top-level "meta"; common/pseudo_file.py reads and writes them):
     {"database": {video_id: {"subset", "duration", "fps",
                              "annotations": [{"label", "segment": [start_s, end_s], "label_id"}]}}}
 Features are one array (T, D) per video in `<feature_dir>/<video_id>.npy`. Feature i sees the frames
@@ -186,34 +186,6 @@ _REPAIRS = {"clipped": "clipped {n} segments that end past their video's duratio
             "empty": "dropped {n} empty segments (end == start)"}
 
 
-# Per-instance numbers a pseudo-label file carries; a hand edit must keep them numeric (or null).
-_NUMERIC_EXTRA = ("score", "cls_score", "tiou", "tnd", "icd")
-
-
-def _check_strict(path, vid, k, start, end, duration, extra, index):
-    """Pseudo-label files are ours: nothing in them is repaired, everything wrong is an error."""
-    where = f"annotations[{k}]"
-    if start < 0 or end > duration or end == start:
-        raise data_error(path, f"[{start}, {end}] is outside the video [0, {duration}] or empty",
-                         vid, where + ".segment")
-    for key in _NUMERIC_EXTRA:
-        if key in extra and extra[key] is not None and not _is_number(extra[key]):
-            raise data_error(path, f"expected a number, got {extra[key]!r}", vid, f"{where}.{key}")
-    scores = extra.get("class_scores")
-    if scores is None:
-        return
-    if not isinstance(scores, dict) or not scores:
-        raise data_error(path, f"expected an object {{class name: probability}}, got {scores!r}", vid,
-                         where + ".class_scores")
-    for name, p in scores.items():
-        if name not in index:
-            raise data_error(path, f"{name!r} is not in the class list ({len(index)} classes)", vid,
-                             where + ".class_scores")
-        if not _is_number(p) or not 0 <= p <= 1:
-            raise data_error(path, f"expected a probability in [0, 1], got {p!r}", vid,
-                             f"{where}.class_scores.{name}")
-
-
 def _repair(start, end, duration, repairs):
     """The segment as training sees it, or None where it is dropped; counted in `repairs`."""
     if start >= duration or end == start:
@@ -225,7 +197,7 @@ def _repair(start, end, duration, repairs):
     return start, min(end, duration)
 
 
-def _parse_video(path, vid, entry, index, default_fps, strict=False, as_given=False):
+def _parse_video(path, vid, entry, index, default_fps, as_given=False):
     """One database entry -> (Video, {repair: count}); as_given: no repair at all."""
     if not isinstance(entry, dict):
         raise data_error(path, f"expected an object, got {entry!r}", vid)
@@ -242,8 +214,6 @@ def _parse_video(path, vid, entry, index, default_fps, strict=False, as_given=Fa
     segments, labels, extra, repairs = [], [], [], dict.fromkeys(_REPAIRS, 0)
     for k, ann in enumerate(anns):
         start, end, label, ann_extra = _parse_annotation(path, vid, k, ann, index)
-        if strict:
-            _check_strict(path, vid, k, start, end, duration, ann_extra, index)
         segment = (start, end) if as_given else _repair(start, end, duration, repairs)
         if segment is None:
             continue
@@ -268,45 +238,32 @@ def _print_repairs(path, per_video):
         print(f"{path}: {text.format(n=sum(counts.values()))}{names}")
 
 
-def load_annotations(path, classes=None, default_fps=None, strict=False, as_given=False):
-    """Read and check an annotation (or pseudo-label) file -> ({video_id: Video}, class names).
+def load_annotations(path, classes=None, default_fps=None, as_given=False):
+    """Read and check an annotation file -> ({video_id: Video}, class names).
 
     `classes` None: the file's labels ordered by label_id. Segments ending past their video's
     duration are clipped to it; empty ones and those starting at or past it are dropped (printed).
-    strict=True (pseudo-label files) makes those an error, and non-numeric scores too.
     as_given=True keeps every segment as the file gives it, as the official ActivityNet evaluator
-    reads ground truth: evaluation must count the segments training cannot use.
+    reads ground truth: evaluation must count the segments training cannot use. Pseudo-label files
+    are read by common/pseudo_file.py, through parse_database, and strictly.
     """
-    data = _read_json(path)
+    return parse_database(path, _read_json(path), classes, default_fps, as_given)
+
+
+def parse_database(path, data, classes=None, default_fps=None, as_given=False):
+    """load_annotations on the file's JSON `data`, already read."""
     db = data.get("database") if isinstance(data, dict) else None
     if not isinstance(db, dict):
         raise data_error(path, 'missing "database" object')
-    if strict and not db:  # a pseudo-label file without videos leaves semi-supervised training nothing
-        raise data_error(path, "holds no video", where="database")
     classes = _derive_classes(db) if classes is None else list(classes)
     if len(set(classes)) != len(classes):
         raise data_error(path, f"the class list names a class twice: {classes}", where="classes")
     index = {name: i for i, name in enumerate(classes)}
     videos, per_video = {}, {}
     for vid, entry in db.items():
-        videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps, strict, as_given)
+        videos[vid], per_video[vid] = _parse_video(path, vid, entry, index, default_fps, as_given)
     _print_repairs(path, per_video)
     return videos, classes
-
-
-def rejected_segments(path, video):
-    """(M, 2) seconds of a pseudo-labeled video's rejected predictions (its "rejected" list), clipped
-    to the video: the regions semi.background = rejected leaves out of the classification loss."""
-    entries = video.video_extra.get("rejected", [])
-    if not isinstance(entries, list):
-        raise data_error(path, f"expected a list, got {entries!r}", video.video_id, "rejected")
-    out = []
-    for k, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise data_error(path, f"expected an object, got {e!r}", video.video_id, f"rejected[{k}]")
-        start, end = check_segment(path, video.video_id, f"rejected[{k}].segment", e.get("segment"))
-        out.append((min(max(start, 0.0), video.duration), min(max(end, 0.0), video.duration)))
-    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
 # ---------------------------------------------------------------- labeled / unlabeled splits

@@ -3,6 +3,7 @@
 `evaluate.py` scores these predictions and `pseudo_label.py` selects pseudo labels from the very
 same ones, so a pseudo label is exactly a prediction that the mAP would have counted.
 """
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -121,6 +122,18 @@ def classify_proposals(results, video_probs, top_k):
         segments, scores, labels = label_proposals(r["segments"], r["scores"], video_probs[vid], top_k)
         out[vid] = {"segments": segments, "scores": scores, "labels": labels}
     return out
+
+
+def with_video_classes(pred, video_probs, k=CLASS_TOPK):
+    """A class-agnostic detector's proposals of one video (dataset.class_agnostic), classed by the
+    video-level classifier: each takes the video's top-1 class as its label (an ActivityNet video
+    holds one class), and its class_scores become the video's k most likely classes with their
+    probabilities. score (the joint score of Eq. 4, on which tau_pos is set) and cls_score (the
+    detector's actionness) stay the detector's."""
+    top = np.argsort(-video_probs, kind="stable")[:k]  # ties: the lower class id first
+    n = len(pred["scores"])
+    return {**pred, "labels": np.full(n, top[0], dtype=np.int64),
+            "topk_labels": np.tile(top, (n, 1)), "topk_probs": np.tile(video_probs[top], (n, 1))}
 
 
 def to_results_json(results, classes, digits=6, external=None):

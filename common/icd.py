@@ -150,6 +150,18 @@ def similarity_scores(disc, feats, labels, bank, chunk=4096):
     return scores.cpu()
 
 
+def icd_scores(model, results, videos, dcfg, bank, source, device):
+    """S_i of Eq. (10) for every prediction of every video: {video: (N,)}; results: {video: predictions
+    (segments in seconds, labels)}, source: feature_source's, bank: the labeled instances'."""
+    out = {}
+    for vid, r in results.items():
+        grid = to_grid(dcfg, videos[vid], r["segments"])
+        feats = pool_instances(source(vid), torch.as_tensor(grid, dtype=torch.float32))
+        labels = torch.as_tensor(r["labels"], dtype=torch.long).to(device)
+        out[vid] = similarity_scores(model.icd, feats, labels, bank).numpy()
+    return out
+
+
 def batch_instances(batch, feats):
     """Pooled features (N, D) and labels (N,) of the ground-truth instances of a batch;
     feats (B, D, T) are the batch's input features."""

@@ -432,23 +432,6 @@ def test_collate_pads_and_masks():
     assert collate(batch)["feats"].shape == (2, 3, 7)
 
 
-def test_rejected_segments_clipped_and_checked():
-    import re
-    import numpy as np
-    from common.data import DataError, Video, rejected_segments
-    video = Video("v", "train", 10.0, 30.0, np.zeros((0, 2)), np.zeros(0, dtype=np.int64),
-                  video_extra={"rejected": [{"label": "A", "segment": [-1.0, 2.0]}, {"segment": [8.0, 12.5]}]})
-    assert rejected_segments("pl.json", video).tolist() == [[0.0, 2.0], [8.0, 10.0]]
-    video.video_extra = {}
-    assert rejected_segments("pl.json", video).shape == (0, 2)
-    for bad, field in (({"rejected": {"a": 1}}, "rejected"), ({"rejected": [{"segment": [3.0, 1.0]}]}, "rejected[0].segment"),
-                       ({"rejected": [{"label": "A"}, 5]}, "rejected[0].segment"),
-                       ({"rejected": [5]}, "rejected[0]")):
-        video.video_extra = bad
-        with pytest.raises(DataError, match=rf"pl.json: video v: {re.escape(field)}: "):
-            rejected_segments("pl.json", video)
-
-
 def test_rejected_regions_outside_the_crop_are_dropped_not_clipped_to_its_edge(long_video):
     # A pseudo-labeled video's rejected regions (semi.background rejected): one wholly before every crop,
     # one wholly after, one across the whole video. A crop keeps the parts inside it, in its own grid

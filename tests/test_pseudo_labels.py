@@ -12,6 +12,7 @@ import evaluate
 import pseudo_label
 import train_semi
 import train_supervised
+from common import pseudo_file
 from common.config import load_config
 from common.data import load_annotations
 from common.stage import run_main
@@ -101,7 +102,7 @@ def test_quality_measures_by_hand():
         labels = np.array([0, 1])
     # PL 1 [0, 8] class 0: tIoU 0.8, right class -> positive; PL 2 [20, 24] class 0: tIoU 0.4 with a
     # class-1 action -> wrong class. Class Acc 1/2, Avg tIoU 0.6, Pos Acc 1/2, P 1/2, R 1/2.
-    q = pseudo_label.quality({"v": (np.array([[0.0, 8.0], [20.0, 24.0]]), np.array([0, 0]), np.array([0.9, 0.8]))},
+    q = pseudo_file.quality({"v": (np.array([[0.0, 8.0], [20.0, 24.0]]), np.array([0, 0]), np.array([0.9, 0.8]))},
                              {"v": V})
     assert (q["class_acc"], q["avg_tiou"], q["pos_acc"], q["precision@0.5"], q["recall@0.5"]) == \
         pytest.approx((0.5, 0.6, 0.5, 0.5, 0.5))
@@ -160,8 +161,7 @@ def test_file_is_stable_sorted_rounded_and_read_back_equal(chain):
         for a in v["annotations"] + v["rejected"]:
             assert a["score"] == round(a["score"], 4) and a["segment"][0] == round(a["segment"][0], 3)
             assert a.get("origin", a.get("reason")) in ("positive", "mined", "candidate", "eap")
-    videos, _ = load_annotations(str(path), strict=True)
-    again, _ = load_annotations(str(path), strict=True)
+    videos, again = pseudo_file.read(str(path)).videos, pseudo_file.read(str(path)).videos
     for vid, v in videos.items():
         assert np.array_equal(v.segments, again[vid].segments) and np.array_equal(v.labels, again[vid].labels)
         assert [a["label_id"] for a in data["database"][vid]["annotations"]] == v.labels.tolist()
@@ -259,7 +259,7 @@ def test_oracle_file_holds_the_truth_and_trains(chain):
     out, sets = chain["out"], chain["sets"]
     oracle_labels.main(_args(sets) + ["--out", str(out / "oracle.json")])
     truth, classes = load_annotations(os.path.join(chain["root"], "annotations.json"))
-    got, _ = load_annotations(str(out / "oracle.json"), classes, strict=True)
+    got = pseudo_file.read(str(out / "oracle.json"), classes).videos
     unlabeled = [v.strip() for v in open(os.path.join(chain["root"], "splits", "unlabeled_40pct.txt")) if v.strip()]
     assert sorted(got) == sorted(unlabeled)
     for vid in unlabeled:  # the reader's (clipped) truth, to the file's 3 decimals
@@ -450,11 +450,11 @@ def test_rounding_never_carries_a_segment_past_the_video(tmp_path):
             "cls_score": np.array([0.9]), "tiou": np.array([0.8]), "tnd": np.array([0.1]),
             "topk_labels": np.array([[0]]), "topk_probs": np.array([[0.9]])}
     decisions = {"v": (np.array([True]), np.array(["positive"]), np.array([0.5]))}
-    data = pseudo_label.build_file({"v": pred}, decisions, videos, ["A"], {}, "train")
+    data = pseudo_file.build_file({"v": pred}, decisions, videos, ["A"], {}, "train")
     assert data["database"]["v"]["annotations"][0]["segment"] == [2.0, duration]
     path = tmp_path / "pl.json"
     path.write_text(json.dumps(data))
-    load_annotations(str(path), ["A"], strict=True)  # read back by train_semi.py's reader
+    pseudo_file.read(str(path), ["A"])  # read back by the round's reader
 
 
 def test_shipped_configs_select_with_what_their_detector_has():

@@ -8,8 +8,9 @@ from conftest import stage_args as _args
 
 import pseudo_label
 import train_semi
+from common import pseudo_file
 from common.config import load_config
-from common.data import grid_features, load_annotations, to_grid
+from common.data import grid_features, to_grid
 from common.relabel import centred, class_prototypes, mean_pool, nearest_listed
 from common.stage import labeled_ids, load_data, run_main
 from test_pseudo_labels import chain  # noqa: F401  (the module's tiny supervised -> pseudo chain)
@@ -66,7 +67,7 @@ def test_relabelled_file(chain, tmp_path):  # noqa: F811
     # targets: its class_scores no longer list its label with its cls_score)
     cfg = load_config("configs/default.yaml", sets)
     videos, classes = load_data(cfg)
-    load_annotations(str(path), classes, strict=True)
+    pseudo_file.read(str(path), classes)
     labeled = set(labeled_ids(cfg, videos))
     pl = train_semi.load_pseudo_labels(str(path), videos, classes, labeled, cfg["dataset"]["train_subset"], "soft")
     relabelled = 0

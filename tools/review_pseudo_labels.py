@@ -43,14 +43,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pseudo_label  # noqa: E402  (its quality measures, Fig. 3(c))
-import train_semi  # noqa: E402  (its check of a pseudo-label file)
+from common import pseudo_file  # noqa: E402
 from common.config import atomic_write_text  # noqa: E402
-from common.data import check_segment, data_error, load_annotations  # noqa: E402
 from common.metrics import segment_tiou  # noqa: E402
 from common.stage import config_from_args, labeled_ids, load_data, make_parser, run_main  # noqa: E402
 
-SCORE_KEYS = ("score", "cls_score", "tiou", "tnd", "icd")
+SCORE_KEYS = pseudo_file.SCORE_KEYS
 MATCH_TIOU, SAME_TIOU = 0.5, 0.95          # a pair of two rounds' entries; a pair that did not move
 DIFF_KINDS = ("added", "removed", "relabelled", "moved", "unchanged")
 ORIGINS = {"positive": "positive (>= tau_pos)", "mined": "mined by MPP", "oracle": "oracle",
@@ -152,40 +150,23 @@ def file_classes(paths):
 
 
 def read_round(path, classes, dataset=None):
-    """A pseudo-label file read by the annotation reader (strict), and with --config checked
-    against the dataset by train_semi.load_pseudo_labels; its rejected predictions and meta."""
-    if dataset is not None:
-        train_semi.load_pseudo_labels(path, dataset["videos"], classes, dataset["labeled"], dataset["train_subset"])
-    videos, _ = load_annotations(path, classes, strict=True)
-    rejected = {vid: read_rejected(path, vid, v.video_extra.get("rejected", [])) for vid, v in videos.items()}
-    meta = sniff(path).get("meta")
-    return Round(path, videos, rejected, meta if isinstance(meta, dict) else {})
+    """A pseudo-label file read by its one strict reader (common/pseudo_file.py), with --config also
+    checked against the dataset as train_semi.py checks it; its rejected predictions and meta."""
+    labels = pseudo_file.read(path, classes, dataset)
+    rejected = {vid: [rejected_entry(e) for e in labels.database[vid].get("rejected", [])] for vid in labels.videos}
+    return Round(path, labels.videos, rejected, labels.meta)
 
 
 def _number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def read_rejected(path, vid, entries):
-    """The rejected predictions of a video. They are drawn, never trained on, so an unknown label or
-    a missing score passes; an entry that cannot be drawn is an error naming it."""
-    if not isinstance(entries, list):
-        raise data_error(path, f"expected a list, got {entries!r}", vid, "rejected")
-    return [rejected_entry(path, vid, f"rejected[{k}]", e) for k, e in enumerate(entries)]
-
-
-def rejected_entry(path, vid, where, e):
-    if not isinstance(e, dict):
-        raise data_error(path, f"expected an object, got {e!r}", vid, where)
-    if not isinstance(e.get("label"), str):
-        raise data_error(path, f"expected a label name, got {e.get('label')!r}", vid, where + ".label")
-    start, end = check_segment(path, vid, where + ".segment", e.get("segment"))
-    for key in SCORE_KEYS:
-        if e.get(key) is not None and not _number(e[key]):
-            raise data_error(path, f"expected a number, got {e[key]!r}", vid, f"{where}.{key}")
+def rejected_entry(e):
+    """A rejected prediction, checked by the reader: drawn, never trained on, so its label need not
+    be a class and a score may be missing."""
     reason = e.get("reason") if isinstance(e.get("reason"), str) and e.get("reason") else "unknown"
-    return Entry(start, end, e["label"], reason, tuple(e.get(k) for k in SCORE_KEYS), class_pairs(e),
-                 detector_of(e))
+    return Entry(float(e["segment"][0]), float(e["segment"][1]), e["label"], reason,
+                 tuple(e.get(k) for k in SCORE_KEYS), class_pairs(e), detector_of(e))
 
 
 def class_pairs(entry):
@@ -304,7 +285,7 @@ def quality_rows(current, dataset):
             # a hand-added label without score: a person vouched for it, so it is matched first
             scores = np.array([x.get("score") if x.get("score") is not None else 1.0 for x in v.extra], dtype=float)
             selected[vid] = (v.segments[keep], v.labels[keep], scores[keep])
-        rows[ORIGINS.get(name, name)] = pseudo_label.quality(selected, dataset["videos"])
+        rows[ORIGINS.get(name, name)] = pseudo_file.quality(selected, dataset["videos"])
     return rows
 
 
@@ -315,7 +296,7 @@ def quality_html(rows):
     body = "".join(f"<tr><td>{html.escape(name)}</td><td>{q['pseudo_labels']}</td>"
                    + "".join(f"<td>{100 * q[k]:.1f}</td>" for k in keys) + "</tr>" for name, q in rows.items())
     return (f'<table id="quality"><tr>{head}</tr>{body}</table><p class="note">Against the ground truth of the '
-            "unlabeled videos (pseudo_label.quality): Class Acc, Avg tIoU and Pos Acc (right class, tIoU &gt; 0.5) "
+            "unlabeled videos (common/pseudo_file.py quality): Class Acc, Avg tIoU and Pos Acc (right class, tIoU &gt; 0.5) "
             "against each pseudo label's best-overlapping ground truth; precision / recall at tIoU 0.5, one-to-one. "
             "Recall by origin counts all ground truth.</p>")
 
