@@ -24,6 +24,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from common import pseudo_file  # noqa: E402
 from tools import review_pseudo_labels as review  # noqa: E402
 
 CLASSES = [f"Action{i:02d}" for i in range(20)]
@@ -57,7 +58,7 @@ def synthetic_round(rng, videos, predictions):
         database[f"video_{v:05d}"] = {"subset": "train", "duration": duration, "fps": 30.0,
                                       "annotations": sorted(acc, key=order), "rejected": sorted(rej, key=order)}
     tau = {vid: round(float(rng.uniform(0.15, 0.5)), 4) for vid in database}
-    return {"version": "apl-pseudo-labels-v1", "meta": {"selection": "adaptive", "tau_pos": tau}, "database": database}
+    return pseudo_file.file_dict({"selection": "adaptive", "tau_pos": tau}, database)
 
 
 def next_round(rng, data):

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from common.config import atomic_write_text  # noqa: E402
+from common import pseudo_file  # noqa: E402
 from common.stage import add_common_args, config_from_args, load_data, make_parser, run_main, unlabeled_ids  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def oracle_file(videos, classes, ids, train_subset):
                          "annotations": anns, "rejected": []}
     meta = {"selection": "oracle", "counts": {"videos": len(ids),
                                               "positive": sum(len(d["annotations"]) for d in database.values())}}
-    return {"version": "apl-pseudo-labels-v1", "meta": meta, "database": database}
+    return pseudo_file.file_dict(meta, database)
 
 
 def degrade(data, classes, groups, keep, class_accuracy, rng, dropped="rejected"):
@@ -96,7 +96,7 @@ def main(argv=None):
     if args.keep < 1.0 or args.class_accuracy < 1.0:
         data = degrade(data, classes, class_groups(cfg), args.keep, args.class_accuracy,
                        np.random.RandomState(args.seed), args.dropped)
-    atomic_write_text(args.out, json.dumps(data, indent=2) + "\n")
+    pseudo_file.write(args.out, data)
     counts = data["meta"]["counts"]
     print(f"wrote {args.out}: the true labels of {len(ids)} unlabeled videos ({counts['positive']} actions"
           + (f", {counts['dropped']} dropped ({args.dropped}), class accuracy {args.class_accuracy}" if "dropped" in counts else "")

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import pseudo_file  # noqa: E402
 from common.metrics import segment_tiou  # noqa: E402
 
 SCORES = (("score", "joint score (Eq. 4)"), ("icd", "ICD S_i (Eq. 10)"), ("cls_score", "P_cls"),
@@ -53,7 +54,7 @@ def auc(rows, key, strict):
 
 
 def report(path, truth_path):
-    pseudo = json.load(open(path))["database"]
+    pseudo = pseudo_file.read(path).database  # checked as the round reads it
     truth = json.load(open(truth_path))["database"]
     missing = sorted(set(pseudo) - set(truth))
     if missing:

@@ -20,7 +20,7 @@ def _files(tmp_path):
     #   c1 A [40, 50] overlaps nothing               score 0.3  icd 0.8
     #   c2 B [22, 30] tIoU 0.8, right class          score 0.2  icd 0.1
     truth = {"database": {"v": {"annotations": [{"label": "A", "segment": [0, 10]}, {"label": "B", "segment": [20, 30]}]}}}
-    pseudo = {"database": {"v": {
+    pseudo = {"database": {"v": {"subset": "train", "duration": 60.0, "fps": 30.0,  # read by the file's strict reader
         "annotations": [_entry("A", [0, 9], 0.9, 0.2, origin="positive"), _entry("B", [0, 10], 0.6, 0.9, origin="mined")],
         "rejected": [_entry("A", [40, 50], 0.3, 0.8, reason="candidate"), _entry("B", [22, 30], 0.2, 0.1, reason="candidate")]}}}
     (tmp_path / "t.json").write_text(json.dumps(truth))
