@@ -28,11 +28,11 @@ import time
 from common.checkpoint import load_checkpoint
 from common.config import atomic_write_text
 from common.data import DataError, VideoDataset, id_forms, load_annotations
-from common.detect import classify_proposals, to_results_json
+from common.detect import to_results_json
 from common.distributed import is_main
 from common.metrics import compute_map, format_map_table, format_proposal_table, proposal_metrics
-from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of, eval_ids,
-                          load_data, load_weights, make_parser, predict, run_main, subset_ids, video_scores)
+from common.stage import (add_common_args, build_detector, class_namer, config_from_args, config_with_model_of,
+                          device_of, eval_ids, load_data, load_weights, make_parser, predict, run_main, subset_ids)
 
 
 def parse_args(argv=None):
@@ -137,22 +137,21 @@ def main(argv=None):
 
     # 2. Predictions: run the checkpoint, or read a results file.
     proposals = None  # a class-agnostic detector's own; otherwise every prediction is one
+    namer = class_namer(cfg, classes)  # its kind; with a checkpoint also the classifier's scores, below
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
         ids = eval_ids(cfg, videos)
-        agnostic = cfg["dataset"]["class_agnostic"]
-        probs = video_scores(cfg, classes, ids) if agnostic else None  # every test video's, checked now
+        namer = class_namer(cfg, classes, ids)  # every test video's scores, checked now where they name the classes
         device = device_of(args)  # under torchrun each process predicts its share of the videos
         model = build_detector(cfg, classes, device)
         load_weights(model, ckpt, args.checkpoint)
         start = time.time()
         dataset = VideoDataset(cfg["dataset"], videos, ids, training=False)
-        results = predict(model, dataset, cfg, device, not args.no_progress)
-        if agnostic:  # proposals (after class-agnostic Soft-NMS) -> detections of the video's top classes
-            proposals = to_results_json(results, classes)["results"]  # rounded as written; labels unused
-            results = classify_proposals(results, probs, cfg["test"]["video_topk"])
-        results = to_results_json(results, classes, external=cfg["dataset"]["video_scores"] if agnostic else None)
+        results, proposals = namer.detections(predict(model, dataset, cfg, device, not args.no_progress))
+        if proposals is not None:  # rounded as written; their labels unused
+            proposals = to_results_json(proposals, classes)["results"]
+        results = to_results_json(results, classes, external=namer.external)
         seconds = time.time() - start
         if not is_main():  # rank 0 holds the merged predictions and does the rest
             return None
@@ -165,7 +164,7 @@ def main(argv=None):
     # 3. The mAP and, for proposals, AR@AN and AUC; printed and optionally written.
     metrics = compute_map(truth, predictions, cfg["dataset"]["tiou_thresholds"], classes)
     print(format_map_table(metrics, per_class=not args.no_per_class))
-    if args.proposals or cfg["dataset"]["class_agnostic"]:
+    if args.proposals or namer.proposals:
         metrics["proposals"] = proposal_metrics(truth, predictions if proposals is None else proposals)
         print(format_proposal_table(metrics["proposals"]))
     if args.json:

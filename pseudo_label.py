@@ -41,14 +41,13 @@ from common import pseudo_file
 from common.checkpoint import load_checkpoint
 from common.config import ConfigError, check_mpp_head
 from common.data import VideoDataset, grid_features, to_grid, unannotated
-from common.detect import CLASS_TOPK, with_video_classes
 from common.distributed import is_main
 from common.icd import InstanceBank, feature_source, icd_scores
 from common.metrics import segment_tiou
 from common.relabel import centred, class_prototypes, mean_pool, nearest_listed, pooled_actions
-from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, device_of,
-                          labeled_ids, load_data, load_weights, make_parser, predict, run_main, unlabeled_ids,
-                          video_scores)
+from common.stage import (add_common_args, build_detector, class_namer, config_from_args, config_with_model_of,
+                          device_of, labeled_ids, load_data, load_weights, make_parser, predict, run_main,
+                          unlabeled_ids)
 
 
 def parse_args(argv=None):
@@ -217,7 +216,7 @@ def main(argv=None):
     videos = {**annotated, **{vid: unannotated(annotated[vid]) for vid in ids}}
     carry = pcfg["carry_over"] if args.previous else "none"
     previous = pseudo_file.previous_round(args.previous, classes) if carry != "none" else None  # checked before inference
-    probs = video_scores(cfg, classes, ids) if dcfg["class_agnostic"] else None  # checked before inference
+    namer = class_namer(cfg, classes, ids)  # a classifier's scores, where it names the classes: checked before inference
     model = build_detector(cfg, classes, device)
     load_weights(model, ckpt, args.checkpoint)
     model.eval()
@@ -226,8 +225,7 @@ def main(argv=None):
     results = predict(model, VideoDataset(dcfg, videos, ids, training=False), cfg, device, not args.no_progress)
     if not is_main():  # rank 0 holds the merged predictions and does the rest
         return None
-    if probs is not None:  # class-agnostic proposals take their video's class from the classifier
-        results = {vid: with_video_classes(r, probs[vid]) for vid, r in results.items()}
+    results = namer.pseudo_labels(results)  # class-agnostic proposals take their video's class from the classifier
 
     # 3. Adaptive thresholds (Eq. 6) and ICD refinement (Eq. 10).
     source = feature_source(dcfg, device)
@@ -250,12 +248,8 @@ def main(argv=None):
               "candidate": int((reasons == "candidate").sum()), "below_tau_neg": int((reasons == "below_tau_neg").sum())}
     if pcfg["relabel"] != "none":
         counts.update(relabelled=relabelled, duplicate=int((reasons == "duplicate").sum()))
-    agnostic = {} if probs is None else {"class_agnostic": (
-        f"proposals of a one-class detector; label: the top-1 class of the video in "
-        f"{os.path.abspath(dcfg['video_scores'])}; class_scores: its top {CLASS_TOPK} classes there; "
-        "score, cls_score, tiou, tnd: the detector's (cls_score: actionness)")}
     meta = {"checkpoint": os.path.abspath(args.checkpoint), "config": os.path.abspath(args.config),
-            "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, **agnostic, "counts": counts,
+            "overrides": args.set, **{k: pcfg[k] for k in sorted(pcfg)}, **namer.meta, "counts": counts,
             "tau_pos": {vid: (round(t, pseudo_file.DIGITS) if np.isfinite(t) else None) for vid, t in sorted(taus.items())}}
     if previous is not None:
         meta["previous"] = os.path.abspath(args.previous)

@@ -3,6 +3,8 @@
 `evaluate.py` scores these predictions and `pseudo_label.py` selects pseudo labels from the very
 same ones, so a pseudo label is exactly a prediction that the mAP would have counted.
 """
+import os
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -134,6 +136,43 @@ def with_video_classes(pred, video_probs, k=CLASS_TOPK):
     n = len(pred["scores"])
     return {**pred, "labels": np.full(n, top[0], dtype=np.int64),
             "topk_labels": np.tile(top, (n, 1)), "topk_probs": np.tile(video_probs[top], (n, 1))}
+
+
+class DetectorClasses:
+    """Who names a prediction's class, for a multi-class detector: the detector itself. Its
+    predictions are detections as they are (the seam's other side: VideoClassifierClasses)."""
+    external = None    # the results file's external_data: none used
+    proposals = False  # evaluation reports AR@AN only when asked (evaluate.py --proposals)
+    meta = {}          # nothing to add to a pseudo-label file's meta
+
+    def detections(self, results):
+        """{video_id: prediction} -> (the detections evaluation scores, the proposals or None)."""
+        return results, None
+
+    def pseudo_labels(self, results):
+        """{video_id: prediction} -> the same, each labelled as a pseudo label takes its class."""
+        return results
+
+
+class VideoClassifierClasses:
+    """Who names a prediction's class, for a class-agnostic detector (dataset.class_agnostic,
+    ActivityNet's recipe): a video-level classifier. `probs`: {video_id: (C,) probabilities} of the
+    videos to label, read strictly from `path` before any inference; `top_k`: test.video_topk."""
+    proposals = True  # its predictions are proposals: evaluation always reports AR@AN too
+
+    def __init__(self, path, probs, top_k):
+        self.external, self.probs, self.top_k = path, probs, top_k
+        self.meta = {"class_agnostic": (
+            f"proposals of a one-class detector; label: the top-1 class of the video in {os.path.abspath(path)}; class_scores: "
+            f"its top {CLASS_TOPK} classes there; score, cls_score, tiou, tnd: the detector's (cls_score: actionness)")}
+
+    def detections(self, results):
+        """Each video's proposals copied for its top_k classes (classify_proposals), and the proposals."""
+        return classify_proposals(results, self.probs, self.top_k), results
+
+    def pseudo_labels(self, results):
+        """Each proposal labelled by its video's top-1 class (with_video_classes)."""
+        return {vid: with_video_classes(r, self.probs[vid]) for vid, r in results.items()}
 
 
 def to_results_json(results, classes, digits=6, external=None):

@@ -158,10 +158,17 @@ def load_data(cfg, scores=True):
     return videos, classes
 
 
-def video_scores(cfg, classes, ids):
-    """{video_id: (C,) classifier probabilities} of the videos `ids` (class-agnostic mode), strictly:
-    a video without scores is a one-line error naming the file, the video and the field."""
-    return load_video_scores(cfg["dataset"]["video_scores"], classes, ids)
+def class_namer(cfg, classes, ids=None):
+    """The one seam of the class-agnostic kind: who names the classes of the predictions on the
+    videos `ids`. The detector's own (common/detect.py DetectorClasses), or with dataset.class_agnostic
+    the video-level classifier's scores of those videos (VideoClassifierClasses), read strictly here,
+    before any inference: a video without scores is a one-line error naming the file, the video and the field.
+    ids None: the kind alone, no scores read (scoring a results file labels nothing)."""
+    dcfg = cfg["dataset"]
+    if not dcfg["class_agnostic"]:
+        return detect.DetectorClasses()
+    probs = None if ids is None else load_video_scores(dcfg["video_scores"], classes, ids)
+    return detect.VideoClassifierClasses(dcfg["video_scores"], probs, cfg["test"]["video_topk"])
 
 
 def generate_into(dcfg):

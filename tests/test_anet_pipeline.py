@@ -311,3 +311,31 @@ def test_activitynet_configs_say_where_each_difference_comes_from(name, dim):
             n for n, line in enumerate(lines) if line.startswith(f"{section}:"))
         n = next(n for n in range(first + 1, len(lines)) if lines[n].strip().startswith(leaf + ":"))
         assert "#" in lines[n] or lines[n - 1].strip().startswith("#") or "#" in lines[first], (key, lines[n])
+
+
+def test_one_seam_names_the_classes_and_no_stage_branches_on_the_kind(tmp_path):
+    """stage.class_namer is the class-agnostic kind's one seam: the detector's classes unchanged, or
+    the video-level classifier's (top-k copies for evaluation, top-1 for pseudo labels), worked by
+    hand; the stage scripts ask it and never read dataset.class_agnostic themselves."""
+    from common.config import load_config
+    from common.stage import class_namer
+    pred = {"v": {"segments": np.array([[1.0, 2.0], [3.0, 5.0]]), "scores": np.array([0.8, 0.5]),
+                  "labels": np.array([0, 0])}}
+    own = class_namer(load_config("configs/default.yaml"), ["a", "b", "c"], ["v"])
+    assert own.detections(pred) == (pred, None) and own.pseudo_labels(pred) is pred and not own.proposals
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({"class": ["a", "b", "c"], "results": {"v": [0.2, 0.7, 0.1]}}))
+    cfg = load_config("configs/anet_synthetic.yaml", [f"dataset.video_scores={path}", "test.video_topk=2"])
+    namer = class_namer(cfg, ["a", "b", "c"], ["v"])
+    detections, proposals = namer.detections(pred)
+    assert proposals is pred and namer.proposals and namer.external == str(path)
+    np.testing.assert_array_equal(detections["v"]["labels"], [1, 1, 0, 0])  # b (0.7), then a (0.2)
+    np.testing.assert_allclose(detections["v"]["scores"], [0.56, 0.35, 0.16, 0.10])
+    labelled = namer.pseudo_labels(pred)["v"]
+    np.testing.assert_array_equal(labelled["labels"], [1, 1])
+    np.testing.assert_allclose(labelled["topk_probs"][0], [0.7, 0.2, 0.1])
+    assert "top-1 class of the video" in namer.meta["class_agnostic"]
+    assert class_namer(cfg, ["a", "b", "c"]).probs is None  # the kind alone: no scores read
+    for script in ("pretrain_acp.py", "train_supervised.py", "pseudo_label.py", "train_semi.py", "evaluate.py"):
+        code = "".join(line for line in open(script) if not line.lstrip().startswith(("#", '"')))
+        assert '["class_agnostic"]' not in code, script
