@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help="override train.epochs (after warmup) for both, e.g. 2 for a quick check")
     parser.add_argument("--preset", default="small", choices=PRESET_NAMES,
-                        help="the embedded dataset's preset (common/synthetic.py; small is the default config's)")
+                        help="the embedded dataset's preset (synthetic/thumos_like.py; small is the default config's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="seeds of both detectors; with several, the mean and spread are printed last")
     parser.add_argument("--out", default="outputs/bench_actionformer")

@@ -1,6 +1,6 @@
 """The semi-supervised round on every difficulty preset of the embedded generator, over seeds.
 
-For each preset (common/synthetic.py: small, scenes, blurry, confusable, hard) and seed, chains the
+For each preset (synthetic/thumos_like.py: small, scenes, blurry, confusable, hard) and seed, chains the
 stage scripts with the config's defaults:
   ACP pre-training -> supervised detector (10% labeled) -> evaluation
   per variant: pseudo labels -> semi-supervised round 1 -> evaluation -> pseudo labels from
@@ -44,7 +44,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from common.synthetic import HELD_OUT, PRESETS  # noqa: E402
+from synthetic.thumos_like import HELD_OUT, PRESETS  # noqa: E402
 from probe_classes import probe_accuracy  # noqa: E402
 from reproduce import Runner, mean_std  # noqa: E402
 

@@ -12,7 +12,7 @@ import tempfile
 import yaml
 
 from common.distributed import is_main
-from common.synthetic import SIZES
+from synthetic.thumos_like import SIZES
 
 DEFAULTS = {
     "seed": 0,
@@ -37,7 +37,7 @@ DEFAULTS = {
         "trunc_thresh": 0.5,                  # an action stays in a crop when this fraction is inside
         "synthetic_size": None,               # generate the embedded dataset if absent: tiny | small | full,
                                               # or a difficulty preset scenes | blurry | confusable | hard,
-                                              # or anet (the ActivityNet-like one, common/synthetic_anet.py)
+                                              # or anet (the ActivityNet-like one, synthetic/anet_like.py)
         "synthetic_seed": 0,
         # ActivityNet's recipe (ActionFormer's published config). resize_to: null keeps each video's
         # own grid; N resizes every video's features to N steps by linear interpolation
@@ -280,7 +280,7 @@ class ConfigError(ValueError):
 # None among the choices: the key may be null.
 CHOICES = {
     "recipe": tuple(RECIPES),
-    "dataset.synthetic_size": (None, *SIZES, "anet"),  # common/synthetic.py's sizes and presets; anet: synthetic_anet.py
+    "dataset.synthetic_size": (None, *SIZES, "anet"),  # synthetic/thumos_like.py's sizes and presets; anet: synthetic_anet.py
     "model.arch": ("actionformer", "bmn"),
     "model.alqa": ("none", "tiou", "diou", "tiou_tnd"),
     "model.icd_features": ("input", "fpn"),

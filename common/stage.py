@@ -18,8 +18,8 @@ from common.data import (DataError, VideoDataset, check_features, load_annotatio
                          write_split)
 from common.distributed import cleanup, setup
 from common.engine import resolve_device, seed_everything
-from common.synthetic import SCORES_FILE, ensure_dataset, ensure_video_scores
-from common.synthetic_anet import ensure_anet_dataset
+from synthetic.thumos_like import SCORES_FILE, ensure_dataset, ensure_video_scores
+from synthetic.anet_like import ensure_anet_dataset
 from common.video_scores import load_video_scores
 from common.windows import WindowDataset
 
@@ -182,7 +182,7 @@ def generate_into(dcfg):
 
 
 def ensure_scores(dcfg):
-    """The THUMOS-like embedded dataset's video-level classifier (common/synthetic.py), written beside
+    """The THUMOS-like embedded dataset's video-level classifier (synthetic/thumos_like.py), written beside
     it when a class-agnostic config names it there and it is missing (the ActivityNet-like one comes
     with its own)."""
     root = os.path.dirname(os.path.abspath(dcfg["annotation_file"]))

@@ -36,7 +36,7 @@ def reduced_anet(root):
     """Generate a reduced ActivityNet-like dataset at `root` -> the --set overrides that point a config
     at it and at its smallest labeled split (20%: at 10% its 40 training videos cannot hold every
     one of its 8 classes)."""
-    from common.synthetic_anet import ensure_anet_dataset
+    from synthetic.anet_like import ensure_anet_dataset
     ensure_anet_dataset(root, seed=0, params=REDUCED_ANET)
     pct = json.load(open(os.path.join(root, "meta.json")))["stats"]["splits_pct"][0]
     return ["dataset.synthetic_size=null", f"dataset.annotation_file={root}/annotations.json",

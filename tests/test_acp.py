@@ -17,7 +17,7 @@ from common.acp import info_nce, kmeans, pyramid_representation, sample_frames, 
 from common.checkpoint import load_checkpoint, load_pretrained
 from common.config import load_config
 from common.model import HEAD_PREFIXES, PRETRAINED_PREFIXES, build_model
-from common.synthetic import ensure_dataset
+from synthetic.thumos_like import ensure_dataset
 
 
 def test_info_nce_by_hand():

@@ -19,7 +19,7 @@ from common.checkpoint import load_checkpoint
 from common.config import load_config
 from common.data import Video, VideoDataset, collate, load_annotations
 from common.stage import training_dataset
-from common.synthetic import SCORES_FILE, ensure_video_scores
+from synthetic.thumos_like import SCORES_FILE, ensure_video_scores
 from common.video_scores import load_video_scores
 from common.windows import WindowDataset, to_video_unit, window_starts, window_truth
 from conftest import exit_line

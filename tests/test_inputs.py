@@ -19,8 +19,8 @@ import train_semi
 import train_supervised
 from common.config import CHOICES
 from common.stage import run_main
-from common.synthetic import ensure_dataset
-from common.synthetic_anet import ensure_anet_dataset
+from synthetic.thumos_like import ensure_dataset
+from synthetic.anet_like import ensure_anet_dataset
 
 TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.window=5", "dataset.max_seq_len=128",
         "train.epochs=1", "train.warmup_epochs=0", "train.batch_size=4", "semi.epochs=1", "semi.warmup_epochs=0",

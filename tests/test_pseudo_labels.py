@@ -15,7 +15,7 @@ import train_supervised
 from common.config import load_config
 from common.data import DataError, load_annotations
 from common.stage import run_main
-from common.synthetic import ensure_dataset
+from synthetic.thumos_like import ensure_dataset
 
 PCFG = {"selection": "adaptive", "fixed_threshold": 0.3, "tau_neg": 0.15, "pos_std": 1.0,
         "scope": "video", "icd": "both", "tau_icd": 0.3, "sigma_icd": 0.7, "video_topk": 0,

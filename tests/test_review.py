@@ -14,7 +14,7 @@ import pytest
 
 from common.config import load_config
 from common.stage import load_data, run_main, unlabeled_ids
-from common.synthetic import ensure_dataset
+from synthetic.thumos_like import ensure_dataset
 from tools import review_pseudo_labels as review
 
 TOOL = os.path.join("tools", "review_pseudo_labels.py")
