@@ -44,6 +44,7 @@ sys.path.insert(0, ROOT)
 from common.config import atomic_write_text, load_config  # noqa: E402
 from common.data import read_split  # noqa: E402
 from common.stage import labeled_ids, load_data, run_main, subset_ids  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 
 # ---------------------------------------------------------------- the experiments
@@ -456,6 +457,7 @@ def dataset_sizes(cfg, splits):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.set)
+    make_data(cfg)  # the embedded dataset, as python -m synthetic makes it (nothing for one's own data)
     args.splits = args.splits or os.path.join(os.path.dirname(cfg["dataset"]["annotation_file"]), "splits")
     videos, sizes = dataset_sizes(cfg, args.splits)
     labeled_ids(cfg, videos)  # the features exist

@@ -12,7 +12,6 @@ import tempfile
 import yaml
 
 from common.distributed import is_main
-from synthetic.thumos_like import SIZES
 
 DEFAULTS = {
     "seed": 0,
@@ -35,9 +34,9 @@ DEFAULTS = {
         "unlabeled_split": None,
         "max_seq_len": 512,                   # training crop length, in grid steps
         "trunc_thresh": 0.5,                  # an action stays in a crop when this fraction is inside
-        "synthetic_size": None,               # generate the embedded dataset if absent: tiny | small | full,
-                                              # or a difficulty preset scenes | blurry | confusable | hard,
-                                              # or anet (the ActivityNet-like one, synthetic/anet_like.py)
+        "synthetic_size": None,               # the embedded dataset `python -m synthetic` makes there (the
+                                              # stages only read it): tiny | small | full, a difficulty
+                                              # preset (SYNTHETIC_SIZES), or anet (the ActivityNet-like one)
         "synthetic_seed": 0,
         # ActivityNet's recipe (ActionFormer's published config). resize_to: null keeps each video's
         # own grid; N resizes every video's features to N steps by linear interpolation
@@ -275,12 +274,16 @@ class ConfigError(ValueError):
     """An unknown key, a wrong type, a value that is not one of its key's choices, or an unreadable config file."""
 
 
+# The embedded datasets (synthetic/make.py SYNTHETIC_SIZES, which a test holds equal): thumos_like.py's
+# sizes and difficulty presets, and anet_like.py's. Written out here, as common/ imports no generator.
+SYNTHETIC_SIZES = ("tiny", "small", "full", "scenes", "blurry", "confusable", "hard", "relu", "lean", "unseen", "anet")
+
 # Every key whose value is one of a few names, with those names: load_config checks each of them,
 # whether or not the stage at hand reads it, so a typo stops every stage before it reads any data.
 # None among the choices: the key may be null.
 CHOICES = {
     "recipe": tuple(RECIPES),
-    "dataset.synthetic_size": (None, *SIZES, "anet"),  # synthetic/thumos_like.py's sizes and presets; anet: synthetic_anet.py
+    "dataset.synthetic_size": (None, *SYNTHETIC_SIZES),
     "model.arch": ("actionformer", "bmn"),
     "model.alqa": ("none", "tiou", "diou", "tiou_tnd"),
     "model.icd_features": ("input", "fpn"),

@@ -29,6 +29,15 @@ def exit_line(main, argv, capsys):
     return err
 
 
+def embedded(sets, config="configs/default.yaml"):
+    """Make the embedded dataset that `config` with the overrides `sets` names, as `python -m synthetic`
+    does before the stages read it (they never generate it) -> sets."""
+    from common.config import load_config
+    from synthetic.make import make_data
+    make_data(load_config(config, sets))
+    return sets
+
+
 REDUCED_ANET = dict(num_train=40, num_val=16, num_classes=8)  # two class groups; a second to write
 
 
