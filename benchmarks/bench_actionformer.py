@@ -37,6 +37,7 @@ from common.data import load_features, time_to_grid  # noqa: E402
 from common.stage import eval_ids, labeled_ids, load_data  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from synthetic.make import make_data  # noqa: E402
 from bench_presets import PRESET_NAMES, preset_sets  # noqa: E402
 from reproduce import mean_std  # noqa: E402
 
@@ -263,7 +264,8 @@ def compare(args, python, env, seed):
         sets += ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
     sets += [f"train.epochs={args.epochs}"] if args.epochs else []
     cfg = load_config(args.config, sets)
-    videos, classes = load_data(cfg)  # generates the embedded dataset and its splits on first use
+    make_data(cfg)  # the embedded dataset and its splits, as python -m synthetic makes them
+    videos, classes = load_data(cfg)
     train_ids, test_ids = labeled_ids(cfg, videos), eval_ids(cfg, videos)
     longest = max(load_features(cfg["dataset"], v).shape[0] for v in test_ids)
     af_cfg, notes = actionformer_config(cfg, len(classes), longest)

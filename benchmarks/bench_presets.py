@@ -44,9 +44,10 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from synthetic.thumos_like import HELD_OUT, PRESETS  # noqa: E402
 from probe_classes import probe_accuracy  # noqa: E402
 from reproduce import Runner, mean_std  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
+from synthetic.thumos_like import HELD_OUT, PRESETS  # noqa: E402
 
 PRESET_NAMES = ["small"] + list(PRESETS)
 # The paper's reading of the round, next to whatever the defaults are now.
@@ -274,6 +275,8 @@ def main(argv=None):
         load_config(args.config, preset_sets(preset, args.ratio) + args.set
                     + sum((variant_overrides(v)[0] for v in args.variant_sets.values()), []))
     if not args.report:
+        for preset in args.presets:  # each preset's dataset and splits, where the stages read them
+            make_data(load_config(args.config, preset_sets(preset, args.ratio) + args.set))
         runner = Runner(args, None, None)
         cells = [cell_steps(args, p, s) for s in args.seeds for p in args.presets]
         runner.total_runs = len({step[3] for c in cells for step in c if not os.path.exists(step[3])})

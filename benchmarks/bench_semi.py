@@ -19,6 +19,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from common.config import load_config  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 
 def stage(script, args, done):
@@ -89,6 +93,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = args.out or f"outputs/bench_semi_{args.ratio}"
     start = time.time()
+    make_data(load_config(args.config, args.set))  # the embedded dataset and its splits, made before any stage
     common = common_args(args)
 
     rows = {}

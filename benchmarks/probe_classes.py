@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common.config import load_config  # noqa: E402
 from common.relabel import class_prototypes, pooled_actions  # noqa: E402
 from common.stage import labeled_ids, load_data, unlabeled_ids  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 
 def probe_accuracy(cfg):
@@ -44,7 +45,9 @@ def main(argv=None):
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    result = probe_accuracy(load_config(args.config, args.set))
+    cfg = load_config(args.config, args.set)
+    make_data(cfg)
+    result = probe_accuracy(cfg)
     print(f"nearest-prototype probe: {100 * result['accuracy']:.1f}% of {result['actions']} unlabeled actions "
           f"named right ({result['labeled_actions']} labeled actions, {result['classes_with_prototype']} "
           "classes with a prototype)")
