@@ -8,11 +8,12 @@ The stages only read data; this writes what they read, with the same --config an
   to hold every class is skipped);
 - with dataset.class_agnostic, the THUMOS-like dataset's video-level scores, when the config names
   them beside it (video_scores.json; the ActivityNet-like dataset comes with its own).
-What exists is kept, so a second run only checks (runs/*.sh make the data before every job). It writes
-into an absent or empty folder only: a folder holding other files means a mistyped path.
+What exists is kept, so a second run only checks (runs/main.sh and the benchmarks make the data
+before their stages). It writes into an absent or empty folder only: a folder holding other files
+means a mistyped path.
 
     python -m synthetic --config configs/default.yaml
-    python -m synthetic --config configs/anet_synthetic.yaml --set dataset.synthetic_seed=1
+    python -m synthetic --config configs/anet_synthetic.yaml
 """
 import os
 
@@ -87,10 +88,11 @@ def ensure_splits(videos, classes, dcfg):
 
 def parse_args(argv=None):
     parser = make_parser(__doc__)
+    parser.prog = "python -m synthetic"
     parser.add_argument("--config", required=True, help="YAML config whose dataset.synthetic_size names the "
                                                         "embedded dataset (configs/default.yaml: small)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, as for the stages, e.g. --set dataset.synthetic_seed=1")
+                        help="override one config value (repeatable): the same as the stages that read the data")
     return parser.parse_args(argv)
 
 
