@@ -17,8 +17,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_semi import common_args, print_table, semi, stage, supervised  # noqa: E402
 from common.config import load_config  # noqa: E402
+from harness import common_args, print_table, semi, stage, supervised  # noqa: E402
 from synthetic.make import make_data  # noqa: E402
 
 

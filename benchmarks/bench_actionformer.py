@@ -37,9 +37,8 @@ from common.data import load_features, time_to_grid  # noqa: E402
 from common.stage import eval_ids, labeled_ids, load_data  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import PRESET_NAMES, mean_std, preset_sets  # noqa: E402
 from synthetic.make import make_data  # noqa: E402
-from bench_presets import PRESET_NAMES, preset_sets  # noqa: E402
-from reproduce import mean_std  # noqa: E402
 
 PACKAGE = "actionformer==1.5.0"
 DRIVER = os.path.join(ROOT, "benchmarks", "actionformer_driver.py")

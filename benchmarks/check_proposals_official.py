@@ -3,7 +3,7 @@
 Reads: with --official, the folder of the official Evaluation/eval_proposal.py and utils.py of
 activitynet/ActivityNet (not a package; Python 2; it needs pandas, which is not a project requirement:
 `pip install --target /tmp/anet_deps pandas` and PYTHONPATH=/tmp/anet_deps will do). A temporary,
-mechanically rewritten copy is imported (check_map_official.py's rewrites, plus np.int and np.trapz,
+mechanically rewritten copy is imported (benchmarks/harness.py's PY3_REWRITES, plus np.int and np.trapz,
 gone from numpy) and its ANETproposal scores the files, its AUC read from the line it prints.
 Without --official, or where that import fails, the reference is the slow line-by-line transcription
 of the official algorithm in tests/test_proposals.py, and the output says so.
@@ -34,8 +34,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run as a plain script from anywhere
-from check_map_official import PY3_REWRITES  # noqa: E402
 from common.metrics import PROPOSAL_TIOU, average_recall_curve, proposal_metrics  # noqa: E402
+from harness import PY3_REWRITES  # noqa: E402
 from test_proposals import official_curve, random_case  # noqa: E402
 
 TOLERANCE = 1e-9
