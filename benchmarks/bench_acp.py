@@ -14,9 +14,12 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_semi import common_args, print_table, semi, stage, supervised  # noqa: E402
+from common.config import load_config  # noqa: E402
+from harness import common_args, print_table, semi, stage, supervised  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 
 def main(argv=None):
@@ -31,6 +34,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out = args.out or f"outputs/bench_acp_{args.ratio}"
     start = time.time()
+    make_data(load_config(args.config, args.set))  # the embedded dataset and its splits, made before any stage
     common = common_args(args)
     sup_rows, semi_rows, pre_seconds = {}, {}, {}
     for mode in args.modes:

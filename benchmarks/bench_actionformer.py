@@ -37,8 +37,8 @@ from common.data import load_features, time_to_grid  # noqa: E402
 from common.stage import eval_ids, labeled_ids, load_data  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_presets import PRESET_NAMES, preset_sets  # noqa: E402
-from reproduce import mean_std  # noqa: E402
+from harness import PRESET_NAMES, mean_std, preset_sets  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 PACKAGE = "actionformer==1.5.0"
 DRIVER = os.path.join(ROOT, "benchmarks", "actionformer_driver.py")
@@ -57,7 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help="override train.epochs (after warmup) for both, e.g. 2 for a quick check")
     parser.add_argument("--preset", default="small", choices=PRESET_NAMES,
-                        help="the embedded dataset's preset (common/synthetic.py; small is the default config's)")
+                        help="the embedded dataset's preset (synthetic/thumos_like.py; small is the default config's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="seeds of both detectors; with several, the mean and spread are printed last")
     parser.add_argument("--out", default="outputs/bench_actionformer")
@@ -263,7 +263,8 @@ def compare(args, python, env, seed):
         sets += ["dataset.labeled_split=null", "dataset.unlabeled_split=null"]
     sets += [f"train.epochs={args.epochs}"] if args.epochs else []
     cfg = load_config(args.config, sets)
-    videos, classes = load_data(cfg)  # generates the embedded dataset and its splits on first use
+    make_data(cfg)  # the embedded dataset and its splits, as python -m synthetic makes them
+    videos, classes = load_data(cfg)
     train_ids, test_ids = labeled_ids(cfg, videos), eval_ids(cfg, videos)
     longest = max(load_features(cfg["dataset"], v).shape[0] for v in test_ids)
     af_cfg, notes = actionformer_config(cfg, len(classes), longest)

@@ -31,7 +31,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from reproduce import ACTF, APL, Runner, is_anet, mean_std, method, run_dirs, shown_columns, usage_path  # noqa: E402
+from harness import ACTF, APL, Runner, is_anet, mean_std, method, run_dirs, shown_columns, usage_path  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 # The embedded datasets: the BMN config, the ActionFormer config it is compared with, their splits.
 DATASETS = {
@@ -73,7 +74,7 @@ APL_SUP = method(semi=False)  # APL (ActF)'s own supervised detector (ALQA + ACP
 # ---------------------------------------------------------------- the runs
 
 def runners(args):
-    """reproduce.py's Runner for each detector, pointed at its config and output folder."""
+    """harness.Runner (reproduce.py's) for each detector, pointed at its config and output folder."""
     spec = DATASETS[args.dataset]
     out = {}
     for name, out_dir in (("actf", args.actf_out), ("bmn", os.path.join(args.out, "bmn"))):
@@ -304,7 +305,8 @@ def main(argv=None):
         spec = DATASETS[args.dataset]
         for b in args.backgrounds:  # every config is valid before an hour of training starts
             load_config(spec["bmn"], [f"semi.background={b}"])
-        load_config(spec["actf"])
+        make_data(load_config(spec["actf"]))  # the embedded dataset, its splits
+        make_data(load_config(spec["bmn"]))  # and the scores file BMN's config names
         run = runners(args)
         cells = [cell_steps(args, run, s) for s in args.seeds]
         total = len({step[3] for c in cells for step in c if not os.path.exists(step[3])})

@@ -39,6 +39,7 @@ from common.losses import LossNormalizer, labeled_loss, pseudo_labeled_loss  # n
 from common.metrics import compute_map  # noqa: E402
 from common.nms import batched_nms  # noqa: E402
 from common.stage import build_detector, load_data, subset_ids  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 
 # ---------------------------------------------------------------- one measurement (in its own process)
@@ -229,6 +230,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.measure:
         return run_one(args)
+    make_data(load_config(args.config))  # what every measurement's process reads
 
     rows = []
     t0 = time.time()

@@ -1,6 +1,6 @@
 """The semi-supervised round on every difficulty preset of the embedded generator, over seeds.
 
-For each preset (common/synthetic.py: small, scenes, blurry, confusable, hard) and seed, chains the
+For each preset (synthetic/thumos_like.py: small, scenes, blurry, confusable, hard) and seed, chains the
 stage scripts with the config's defaults:
   ACP pre-training -> supervised detector (10% labeled) -> evaluation
   per variant: pseudo labels -> semi-supervised round 1 -> evaluation -> pseudo labels from
@@ -9,8 +9,9 @@ stage scripts with the config's defaults:
                from the same supervised detector -> evaluation: the ceiling of one round
 and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos and
 on every training video (100% labeled, the preset's full-label regime). Each preset also reports
-the nearest-prototype probe (benchmarks/probe_classes.py): how often the labeled actions' raw
-features name an unlabeled action's class, the ground a rule on the features' geometry stands on.
+the nearest-prototype probe (harness.probe_accuracy, as benchmarks/probe_classes.py): how often the
+labeled actions' raw features name an unlabeled action's class, the ground a rule on the features'
+geometry stands on.
 Presets in HELD_OUT are reported apart: no default is chosen on them (pick on the others' worst,
 then read the held-out row).
 A variant is a name and the overrides of its pseudo-label and semi-supervised steps ("default"
@@ -44,26 +45,16 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from common.synthetic import HELD_OUT, PRESETS  # noqa: E402
-from probe_classes import probe_accuracy  # noqa: E402
-from reproduce import Runner, mean_std  # noqa: E402
+from harness import PRESET_NAMES, Runner, mean_std, preset_sets, probe_accuracy  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
+from synthetic.thumos_like import HELD_OUT  # noqa: E402
 
-PRESET_NAMES = ["small"] + list(PRESETS)
 # The paper's reading of the round, next to whatever the defaults are now.
 VARIANTS = {
     "default": [],
     "paper": ["recipe=paper"],  # common/config.py RECIPES
 }
 PLAIN = ["model.alqa=none", "acp.mode=none"]
-
-
-def preset_sets(preset, ratio=10):
-    """Overrides that point the default config at a preset's data and its split."""
-    root = f"data/synthetic_{preset}"
-    return [f"dataset.synthetic_size={preset}", f"dataset.name=synthetic-{preset}",
-            f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features",
-            f"dataset.labeled_split={root}/splits/labeled_{ratio}pct.txt",
-            f"dataset.unlabeled_split={root}/splits/unlabeled_{ratio}pct.txt"]
 
 
 def args_of(args, preset, seed, extra=()):
@@ -274,6 +265,8 @@ def main(argv=None):
         load_config(args.config, preset_sets(preset, args.ratio) + args.set
                     + sum((variant_overrides(v)[0] for v in args.variant_sets.values()), []))
     if not args.report:
+        for preset in args.presets:  # each preset's dataset and splits, where the stages read them
+            make_data(load_config(args.config, preset_sets(preset, args.ratio) + args.set))
         runner = Runner(args, None, None)
         cells = [cell_steps(args, p, s) for s in args.seeds for p in args.presets]
         runner.total_runs = len({step[3] for c in cells for step in c if not os.path.exists(step[3])})

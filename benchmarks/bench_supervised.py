@@ -16,6 +16,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from common.config import load_config  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 # Runs a stage script's main() and reports its peak RSS: resource is per process, so run it alone.
 MEASURE = ("import json, resource, runpy, sys, time; sys.argv = sys.argv[1:]; t = time.time()\n"
@@ -69,6 +73,7 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], help="config override for every run")
     args = parser.parse_args(argv)
     start = time.time()
+    make_data(load_config(args.config, args.set))  # the embedded dataset and its splits, made before any stage
     records = [bench_ratio(r, args) for r in args.ratios]
     thr = records[0]["thresholds"]
     print(f"\nSupervised detector (alqa tiou_tnd), {args.config}, device {args.device}")

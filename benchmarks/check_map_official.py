@@ -24,21 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script from anywhere
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # from anywhere
 from common.metrics import compute_map  # noqa: E402
+from harness import PY3_REWRITES  # noqa: E402
 
 THRESHOLDS = {"ActivityNet": np.linspace(0.5, 0.95, 10), "THUMOS14": np.array([0.3, 0.4, 0.5, 0.6, 0.7])}
 TOLERANCE = 1e-6
-
-# Python 2 -> 3 rewrites the official files need; each pattern is applied to every line.
-PY3_REWRITES = [
-    (r"^(\s*)print (.+)$", r"\1print(\2)"),
-    (r"^import urllib2$", "import urllib.request as urllib2"),
-    (r"\.iteritems\(\)", ".items()"),
-    (r"\bxrange\b", "range"),
-    (r"\bnp\.float\b", "float"),  # removed from numpy; it was the builtin float
-]
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,

@@ -3,10 +3,11 @@
 Reads: with --official, the folder of the official Evaluation/eval_proposal.py and utils.py of
 activitynet/ActivityNet (not a package; Python 2; it needs pandas, which is not a project requirement:
 `pip install --target /tmp/anet_deps pandas` and PYTHONPATH=/tmp/anet_deps will do). A temporary,
-mechanically rewritten copy is imported (check_map_official.py's rewrites, plus np.int and np.trapz,
+mechanically rewritten copy is imported (benchmarks/harness.py's PY3_REWRITES, plus np.int and np.trapz,
 gone from numpy) and its ANETproposal scores the files, its AUC read from the line it prints.
 Without --official, or where that import fails, the reference is the slow line-by-line transcription
-of the official algorithm in tests/test_proposals.py, and the output says so.
+of the official algorithm below (official_curve, which tests/test_proposals.py holds our code
+to as well), and the output says so.
 
 Generates random ground truth and proposals (videos without proposals, proposals on videos without
 ground truth, 1 to 130 a video; every other data set on a coarse grid, with tied scores, which both
@@ -33,15 +34,99 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run as a plain script from anywhere
-from check_map_official import PY3_REWRITES  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # run as a plain script from anywhere
 from common.metrics import PROPOSAL_TIOU, average_recall_curve, proposal_metrics  # noqa: E402
-from test_proposals import official_curve, random_case  # noqa: E402
+from harness import PY3_REWRITES  # noqa: E402
 
 TOLERANCE = 1e-9
 REWRITES = PY3_REWRITES + [(r"\bnp\.int\b", "int")]  # np.int was the builtin int
 if not hasattr(np, "trapz"):  # renamed in numpy 2.0, then removed
     REWRITES.append((r"\bnp\.trapz\b", "np.trapezoid"))
+ANET_TIOU = np.linspace(0.5, 0.95, 10)  # the official default, 0.8999999999999999 included
+
+
+# ---------------------------------------------------------------- the official algorithm, slowly
+# (tests/test_proposals.py holds common.metrics to it too)
+
+def official_tiou(proposal, truth):
+    """utils.segment_iou for one pair, numpy's division included: 0 / 0 is NaN, recalled nowhere."""
+    inter = max(min(proposal[1], truth[1]) - max(proposal[0], truth[0]), 0.0)
+    union = (truth[1] - truth[0]) + (proposal[1] - proposal[0]) - inter
+    return inter / union if union else float("nan")
+
+
+def official_curve(ground_truth, proposals, max_avg_nr_proposals=None, tiou_thresholds=ANET_TIOU):
+    """average_recall_vs_avg_nr_proposals and evaluate()'s AUC, line by line, lists for DataFrames.
+    Returns (recall, avg_recall, proposals_per_video, auc); raises ZeroDivisionError where it does."""
+    video_lst = [v for v, items in ground_truth.items() if items]  # ground_truth['video-id'].unique()
+    n_all = sum(len(items) for items in proposals.values())  # proposals.shape[0]: every video's
+    if not max_avg_nr_proposals:
+        max_avg_nr_proposals = float(n_all) / len(video_lst)
+    ratio = max_avg_nr_proposals * float(len(video_lst)) / n_all
+    score_lst, total_nr_proposals = [], 0
+    for videoid in video_lst:
+        truths = [g["segment"] for g in ground_truth[videoid]]
+        mine = proposals.get(videoid, [])
+        if not mine:  # get_group fails: one column of tIoU 0
+            score_lst.append(np.zeros((len(truths), 1)))
+            continue
+        sort_idx = np.argsort(np.array([p["score"] for p in mine], dtype=float))[::-1]  # the official line
+        ranked = [mine[i]["segment"] for i in sort_idx]
+        nr_proposals = np.minimum(int(len(ranked) * ratio), len(ranked))
+        total_nr_proposals += nr_proposals
+        ranked = ranked[:nr_proposals]
+        score_lst.append(np.array([[official_tiou(p, t) for p in ranked] for t in truths]).reshape(len(truths), -1))
+    with np.errstate(all="ignore"):  # total_nr_proposals an np.int64 0: inf and NaN, as the official
+        pcn_lst = np.arange(1, 101) / 100.0 * (max_avg_nr_proposals * float(len(video_lst)) / total_nr_proposals)
+        matches = np.empty((len(video_lst), 100))
+        positives = np.empty(len(video_lst))
+        recall = np.empty((len(tiou_thresholds), 100))
+        for ridx, tiou in enumerate(tiou_thresholds):
+            for i, score in enumerate(score_lst):
+                positives[i] = score.shape[0]
+                true_positives_tiou = score >= tiou
+                pcn_proposals = np.minimum((score.shape[1] * pcn_lst).astype(int), score.shape[1])
+                for j, nr_proposals in enumerate(pcn_proposals):
+                    matches[i, j] = np.count_nonzero((true_positives_tiou[:, :nr_proposals]).sum(axis=1))
+            recall[ridx, :] = matches.sum(axis=0) / positives.sum()
+        avg_recall = recall.mean(axis=0)
+        proposals_per_video = pcn_lst * (float(total_nr_proposals) / len(video_lst))
+        area_under_curve = np.trapezoid(avg_recall, proposals_per_video)
+        auc = 100. * float(area_under_curve) / proposals_per_video[-1]
+    return recall, avg_recall, proposals_per_video, auc
+
+
+def random_case(rng, integer, n_videos=None):
+    """Videos with 0-5 ground truths, 0-130 proposals each (jittered from a ground truth or anywhere), two
+    videos without ground truth that have proposals. integer=True puts segments and scores on a coarse
+    grid so that scores and tIoUs tie and tIoUs meet thresholds exactly."""
+    num = (lambda lo, hi: float(rng.randint(lo, hi))) if integer else rng.uniform
+    n_videos = n_videos or rng.randint(2, 7)
+    truth, proposals = {}, {}
+    for v in range(n_videos):
+        truth[f"v{v}"] = []
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 5])):
+            start = num(0, 60)
+            truth[f"v{v}"].append({"label": "A", "segment": [start, start + num(1, 30)]})
+    for v in range(n_videos + 2):
+        if rng.random() < 0.2:
+            continue  # a video without proposals
+        anchors, items = truth.get(f"v{v}", []), []
+        for _ in range(rng.choice([1, 2, 5, 20, 60, 130])):
+            if anchors and rng.random() < 0.5:
+                s, e = rng.choice(anchors)["segment"]
+                s, e = s + num(-4, 4), e + num(-4, 4)
+            else:
+                s = num(0, 80)
+                e = s + num(1, 30)
+            score = float(rng.randint(0, 6)) if integer else rng.random()
+            items.append({"label": "A", "score": score, "segment": [s, max(e, s + 1)]})
+        proposals[f"v{v}"] = items
+    return truth, proposals
+
+
+# ---------------------------------------------------------------- the official code
+
 
 
 def parse_args(argv=None):
@@ -118,12 +203,12 @@ def timing_data(rng, n_videos):
 
 def main(argv=None):
     args = parse_args(argv)
-    # 1. The reference: the official code if it runs here, else the transcription of the tests.
+    # 1. The reference: the official code if it runs here, else its transcription above.
     tmp_dir = tempfile.TemporaryDirectory(prefix="anet_prop_")
     tmp = Path(tmp_dir.name)
     ANETproposal = load_official(args.official, tmp) if args.official else None
     if ANETproposal is None:
-        print("reference: the slow transcription in tests/test_proposals.py, NOT the official code "
+        print("reference: the slow transcription official_curve, NOT the official code "
               "(pass --official with pandas importable to run it)")
         reference = official_curve
     else:

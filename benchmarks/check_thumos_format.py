@@ -20,7 +20,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from common.synthetic import num_features  # noqa: E402
+from synthetic.thumos_like import num_features  # noqa: E402
 
 
 def write_features(annotations, feature_dir, subsets, dim=2048):

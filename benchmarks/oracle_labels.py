@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 
 from common import pseudo_file  # noqa: E402
 from common.stage import add_common_args, config_from_args, load_data, make_parser, run_main, unlabeled_ids  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 
 
 def oracle_file(videos, classes, ids, train_subset):
@@ -90,6 +91,7 @@ def main(argv=None):
         if not 0.0 <= value <= 1.0:
             parser.error(f"{name}: expected a share in [0, 1], got {value}")
     cfg = config_from_args(args)
+    make_data(cfg)
     videos, classes = load_data(cfg)
     ids = unlabeled_ids(cfg, videos)
     data = oracle_file(videos, classes, ids, cfg["dataset"]["train_subset"])

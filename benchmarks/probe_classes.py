@@ -14,29 +14,12 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import load_config  # noqa: E402
-from common.relabel import class_prototypes, pooled_actions  # noqa: E402
-from common.stage import labeled_ids, load_data, unlabeled_ids  # noqa: E402
-
-
-def probe_accuracy(cfg):
-    """{accuracy, actions, labeled_actions, classes_with_prototype} of the probe on cfg's splits."""
-    videos, classes = load_data(cfg, scores=False)
-    dcfg = cfg["dataset"]
-    bank, bank_labels = pooled_actions(dcfg, videos, labeled_ids(cfg, videos))
-    test, test_labels = pooled_actions(dcfg, videos, unlabeled_ids(cfg, videos))
-    protos, has = class_prototypes(bank, bank_labels, len(classes))
-    norm = np.linalg.norm(test, axis=1, keepdims=True)
-    sims = np.divide(test, norm, out=np.zeros_like(test), where=norm > 0) @ protos.T
-    sims[:, ~has] = -np.inf  # a class without a labeled action cannot be named
-    named = sims.argmax(axis=1)
-    return {"accuracy": float((named == test_labels).mean()) if len(test_labels) else float("nan"),
-            "actions": int(len(test_labels)), "labeled_actions": int(len(bank_labels)),
-            "classes_with_prototype": int(has.sum())}
+from harness import probe_accuracy  # noqa: E402  (bench_presets.py measures it on every preset)
+from synthetic.make import make_data  # noqa: E402
 
 
 def main(argv=None):
@@ -44,7 +27,9 @@ def main(argv=None):
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    result = probe_accuracy(load_config(args.config, args.set))
+    cfg = load_config(args.config, args.set)
+    make_data(cfg)
+    result = probe_accuracy(cfg)
     print(f"nearest-prototype probe: {100 * result['accuracy']:.1f}% of {result['actions']} unlabeled actions "
           f"named right ({result['labeled_actions']} labeled actions, {result['classes_with_prototype']} "
           "classes with a prototype)")

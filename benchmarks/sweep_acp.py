@@ -21,6 +21,7 @@ sys.path.insert(0, ROOT)
 from common.config import load_config  # noqa: E402
 from common.data import VideoDataset  # noqa: E402
 from common.stage import eval_ids, load_data  # noqa: E402
+from synthetic.make import make_data  # noqa: E402
 from tools.plot_tsne import knn_accuracy, load_model, representation  # noqa: E402
 
 GRID = [[], ["acp.temperature=0.05"], ["acp.temperature=0.5"], ["acp.segments=16"], ["acp.segments=64"],
@@ -43,6 +44,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default="outputs/sweep_acp")
     args = parser.parse_args(argv)
+    make_data(load_config(args.config))
     rows = [("no pre-training (random)", measure(load_config(args.config), "random"))]
     for sets in GRID:
         sets = sets + [f"acp.epochs={args.epochs}", "acp.warmup_epochs=1"]

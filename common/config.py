@@ -12,7 +12,6 @@ import tempfile
 import yaml
 
 from common.distributed import is_main
-from common.synthetic import SIZES
 
 DEFAULTS = {
     "seed": 0,
@@ -33,7 +32,7 @@ DEFAULTS = {
         "unlabeled_split": None,
         "max_seq_len": 512,                   # training crop length, in grid steps
         "trunc_thresh": 0.5,                  # an action stays in a crop when this fraction is inside
-        "synthetic_size": None,               # embedded data generated if absent (CHOICES: sizes, presets, anet)
+        "synthetic_size": None,               # embedded data `python -m synthetic` makes (SYNTHETIC_SIZES); stages only read
         "synthetic_seed": 0,
         "resize_to": None,                    # N: every video's features resized to N steps (ActivityNet)
         # BMN's sliding windows over each video's grid (common/windows.py); size null: none
@@ -169,12 +168,16 @@ class ConfigError(ValueError):
     """An unknown key, a wrong type, a value that is not one of its key's choices, or an unreadable config file."""
 
 
+# The embedded datasets (synthetic/make.py SYNTHETIC_SIZES, which a test holds equal): thumos_like.py's
+# sizes and difficulty presets, and anet_like.py's. Written out here, as common/ imports no generator.
+SYNTHETIC_SIZES = ("tiny", "small", "full", "scenes", "blurry", "confusable", "hard", "relu", "lean", "unseen", "anet")
+
 # Every key whose value is one of a few names, with those names: load_config checks each of them,
 # whether or not the stage at hand reads it, so a typo stops every stage before it reads any data.
 # None among the choices: the key may be null.
 CHOICES = {
     "recipe": tuple(RECIPES),
-    "dataset.synthetic_size": (None, *SIZES, "anet"),  # common/synthetic.py's sizes and presets; anet: synthetic_anet.py
+    "dataset.synthetic_size": (None, *SYNTHETIC_SIZES),
     "model.arch": ("actionformer", "bmn"),
     "model.alqa": ("none", "tiou", "diou", "tiou_tnd"),
     "train.precision": ("auto", "bf16", "fp32"),

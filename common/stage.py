@@ -14,12 +14,9 @@ import torch
 from common import bmn_detector, detect, losses, model
 from common.checkpoint import CheckpointError, eval_weights, load_pretrained
 from common.config import ConfigError, check_values, from_dict, load_config
-from common.data import (DataError, VideoDataset, check_features, load_annotations, make_split, read_split,
-                         write_split)
+from common.data import DataError, VideoDataset, check_features, load_annotations, read_split
 from common.distributed import cleanup, setup
 from common.engine import resolve_device, seed_everything
-from common.synthetic import SCORES_FILE, ensure_dataset, ensure_video_scores
-from common.synthetic_anet import ensure_anet_dataset
 from common.video_scores import load_video_scores
 from common.windows import WindowDataset
 
@@ -138,21 +135,15 @@ def start_from(model, ckpt, path, cfg):
     return fresh
 
 
-# Labeled ratios of the paper's experiments (Table 1); their splits are written beside the data.
-SPLIT_RATIOS = (10, 20, 40, 60)
-
-
 def load_data(cfg, scores=True):
-    """Generate the embedded dataset (and its splits) if asked and absent; read and check the annotations,
-    and in class-agnostic mode the whole video-level scores file (unless `scores` is false: a stage that
-    labels no proposals, such as scoring a results file), before any stage does real work."""
+    """Read and check the annotations, and in class-agnostic mode the whole video-level scores file
+    (unless `scores` is false: a stage that labels no proposals, such as scoring a results file),
+    before any stage does real work. The stages never write data: the embedded dataset
+    (dataset.synthetic_size) is made beforehand by `python -m synthetic` (synthetic/make.py)."""
     dcfg = cfg["dataset"]
-    if dcfg["synthetic_size"] and not os.path.exists(dcfg["annotation_file"]):
-        generate_into(dcfg)
-    videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
     if dcfg["synthetic_size"]:
-        ensure_splits(videos, classes, dcfg)
-        ensure_scores(dcfg)
+        check_made(dcfg)
+    videos, classes = load_annotations(dcfg["annotation_file"], dcfg["classes"], dcfg["default_fps"])
     if dcfg["class_agnostic"] and scores:
         load_video_scores(dcfg["video_scores"], classes)
     return videos, classes
@@ -171,47 +162,15 @@ def class_namer(cfg, classes, ids=None):
     return detect.VideoClassifierClasses(dcfg["video_scores"], probs, cfg["test"]["video_topk"])
 
 
-def generate_into(dcfg):
-    """Generate the embedded dataset where the annotation file should be, but only into an absent or
-    empty folder: a folder holding other files means a mistyped path, not a place to write."""
-    path = dcfg["annotation_file"]
-    root = os.path.dirname(os.path.abspath(path))
-    empty = os.path.isdir(root) and not os.listdir(root)
-    if os.path.exists(root) and not empty:
-        if not os.path.exists(path):  # unless a concurrent run has just generated it there
-            raise DataError(f"{path}: no such annotation file (its folder {root} holds other files, so the "
-                            "embedded dataset is not generated there)")
-        return
-    if dcfg["synthetic_size"] == "anet":
-        ensure_anet_dataset(root, dcfg["synthetic_seed"])
-    else:
-        ensure_dataset(root, dcfg["synthetic_size"], dcfg["synthetic_seed"])
-
-
-def ensure_scores(dcfg):
-    """The THUMOS-like embedded dataset's video-level classifier (common/synthetic.py), written beside
-    it when a class-agnostic config names it there and it is missing (the ActivityNet-like one comes
-    with its own)."""
-    root = os.path.dirname(os.path.abspath(dcfg["annotation_file"]))
-    path = dcfg["video_scores"]
-    if (dcfg["class_agnostic"] and dcfg["synthetic_size"] != "anet" and path
-            and os.path.abspath(path) == os.path.join(root, SCORES_FILE)):
-        ensure_video_scores(root)
-
-
-def ensure_splits(videos, classes, dcfg):
-    """Write the embedded dataset's stratified splits (seeded) when they are missing."""
-    folder = os.path.join(os.path.dirname(os.path.abspath(dcfg["annotation_file"])), "splits")
-    for pct in SPLIT_RATIOS:
-        labeled = os.path.join(folder, f"labeled_{pct}pct.txt")
-        if os.path.exists(labeled):
-            continue
-        try:
-            lab, unlab = make_split(videos, dcfg["train_subset"], pct / 100, dcfg["synthetic_seed"], classes)
-        except DataError:  # a tiny dataset cannot cover every class at 10%: no such split
-            continue
-        write_split(os.path.join(folder, f"unlabeled_{pct}pct.txt"), unlab)
-        write_split(labeled, lab)
+def check_made(dcfg):
+    """Each file of the embedded dataset that the config names exists; a missing one is one line that
+    names it and the command that makes it."""
+    paths = [dcfg["annotation_file"], dcfg["labeled_split"], dcfg["unlabeled_split"]]
+    for path in paths + ([dcfg["video_scores"]] if dcfg["class_agnostic"] else []):
+        if path and not os.path.exists(path):
+            raise DataError(f"{path}: no such file; make the embedded dataset (dataset.synthetic_size: "
+                            f"{dcfg['synthetic_size']}) first: python -m synthetic --config CONFIG [--set ...], "
+                            "with this stage's --config and --set")
 
 
 def subset_ids(videos, subset, path):

@@ -4,10 +4,11 @@
 #   (ROUNDS times: 2 on the default dataset, where a second round gained on every preset of
 #   benchmarks/bench_presets.py; 1 with DATASET set: level on the ActivityNet-like data over three
 #   seeds, not measured with BMN; 1 with RECIPE=paper) -> evaluation,
-# printing the mAP of the supervised detector and after each round. The dataset is generated on
-# first use; outputs land in outputs/main/ and a rerun reuses what is done. Each round's pseudo
-# labels get a review page (OUT/roundN/review/index.html, with the changes since the round before),
-# rewritten on every run so that it shows the file as it is, hand edits included.
+# printing the mAP of the supervised detector and after each round. The embedded dataset is made
+# first (python -m synthetic; only a check when it exists); outputs land in outputs/main/ and a rerun
+# reuses what is done. Each round's pseudo labels get a review page (OUT/roundN/review/index.html,
+# with the changes since the round before), rewritten on every run so that it shows the file as it
+# is, hand edits included.
 #   [OUT=DIR] [ROUNDS=N] [RECIPE=paper|project] bash runs/main.sh [--set key=value ...]   e.g. ROUNDS=1 bash runs/main.sh
 # RECIPE=paper runs APL as the paper describes it (common/config.py RECIPES: its selection, ICD,
 # background, beta 2, hard targets, the detector's classes) for one round, outputs in outputs/main_paper
@@ -39,6 +40,8 @@ ROUNDS=${ROUNDS:-1}
 run() { "$PY" "$@" --config "$CFG" --no-progress "${SETS[@]}"; }
 SETS=("${RECIPE_SETS[@]}" "$@")
 
+# the embedded dataset (data/synthetic_*), its splits and scores file: the stages only read them
+"$PY" -m synthetic --config "$CFG" "${SETS[@]}"
 run pretrain_acp.py --out "$OUT/acp" --resume
 run train_supervised.py --init "$OUT/acp/last.pt" --out "$OUT/supervised" --resume
 run evaluate.py --checkpoint "$OUT/supervised/last.pt" --out "$OUT/supervised/predictions.json" \

@@ -29,6 +29,15 @@ def exit_line(main, argv, capsys):
     return err
 
 
+def embedded(sets, config="configs/default.yaml"):
+    """Make the embedded dataset that `config` with the overrides `sets` names, as `python -m synthetic`
+    does before the stages read it (they never generate it) -> sets."""
+    from common.config import load_config
+    from synthetic.make import make_data
+    make_data(load_config(config, sets))
+    return sets
+
+
 REDUCED_ANET = dict(num_train=40, num_val=16, num_classes=8)  # two class groups; a second to write
 
 
@@ -36,7 +45,7 @@ def reduced_anet(root):
     """Generate a reduced ActivityNet-like dataset at `root` -> the --set overrides that point a config
     at it and at its smallest labeled split (20%: at 10% its 40 training videos cannot hold every
     one of its 8 classes)."""
-    from common.synthetic_anet import ensure_anet_dataset
+    from synthetic.anet_like import ensure_anet_dataset
     ensure_anet_dataset(root, seed=0, params=REDUCED_ANET)
     pct = json.load(open(os.path.join(root, "meta.json")))["stats"]["splits_pct"][0]
     return ["dataset.synthetic_size=null", f"dataset.annotation_file={root}/annotations.json",

@@ -5,7 +5,7 @@ import math
 import os
 
 import pytest
-from conftest import stage_args
+from conftest import embedded, stage_args
 import torch
 
 import evaluate
@@ -17,7 +17,6 @@ from common.acp import info_nce, kmeans, pyramid_representation, sample_frames, 
 from common.checkpoint import load_checkpoint, load_pretrained
 from common.config import load_config
 from common.model import HEAD_PREFIXES, PRETRAINED_PREFIXES, build_model
-from common.synthetic import ensure_dataset
 
 
 def test_info_nce_by_hand():
@@ -95,10 +94,10 @@ TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_
 
 def test_chain_with_pretraining(tmp_path, capsys):
     root = str(tmp_path / "tiny")
-    ensure_dataset(root, "tiny", 0)
-    sets = TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
-                   f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
-                   f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
+    sets = embedded(TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
+                            f"dataset.feature_dir={root}/features",
+                            f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
+                            f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"])
     args = stage_args(sets)
     out = tmp_path / "run"
     pretrain_acp.main(args + ["--out", str(out / "acp")])
@@ -126,9 +125,9 @@ def test_chain_with_pretraining(tmp_path, capsys):
 def test_tsne_pictures(tmp_path, capsys):
     import tools.plot_tsne as plot_tsne
     root = str(tmp_path / "tiny")
-    ensure_dataset(root, "tiny", 0)
-    sets = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "dataset.synthetic_size=tiny",
-            f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features"]
+    sets = embedded(["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "dataset.synthetic_size=tiny",
+                     f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features",
+                     "dataset.labeled_split=null", "dataset.unlabeled_split=null"])
     plot_tsne.main(["--config", "configs/default.yaml", "--checkpoint", "random", "--out", str(tmp_path / "png"),
                     "--frames", "16"] + sum((["--set", s] for s in sets), []))
     pngs = sorted(p.name for p in (tmp_path / "png").iterdir())

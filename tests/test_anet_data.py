@@ -1,6 +1,6 @@
 """Tests of the ActivityNet data pieces: common/video_scores.py (the strict reader of video-level
 classifier scores, the top-k labelling of class-agnostic proposals, the writer) and
-common/synthetic_anet.py (the ActivityNet-like dataset: format, determinism, statistics)."""
+synthetic/anet_like.py (the ActivityNet-like dataset: format, determinism, statistics)."""
 import json
 import os
 
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from common.data import DataError, load_annotations, read_split
-from common.synthetic import num_features
-from common.synthetic_anet import (VERSION, ensure_anet_dataset, generate_anet_dataset, main,
-                                   make_anet_params)
 from common.video_scores import label_proposals, load_video_scores, write_video_scores
+from synthetic.anet_like import VERSION, ensure_anet_dataset, generate_anet_dataset, main, make_anet_params
+from synthetic.thumos_like import num_features
 
 CLASSES = ["Canoeing", "Kayaking", "Rafting"]  # a dataset's class list, alphabetical
 

@@ -91,7 +91,7 @@ def test_unknown_variant_is_refused():
 
 
 def test_probe_names_unlabeled_actions_by_the_nearest_prototype_by_hand(tmp_path):
-    from probe_classes import probe_accuracy
+    from harness import probe_accuracy
     from common.config import load_config
     import numpy as np
     # fps 1, stride 1, one frame a feature: second t sits at grid t - 0.5, so [2, 5] pools steps 2-4

@@ -6,6 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 import bench_bmn as bb  # noqa: E402
+import harness  # noqa: E402
 import reproduce  # noqa: E402
 
 ANET = [round(0.5 + 0.05 * i, 2) for i in range(10)]
@@ -58,7 +59,7 @@ def test_report_beside_the_paper_with_paired_gains_and_costs(tmp_path):
     with open(os.path.join(sup, "log.jsonl"), "w") as f:
         f.write(json.dumps({"epoch": 0, "iters": 13, "seconds": 5.0}) + "\n"
                 + json.dumps({"epoch": 1, "iters": 13, "seconds": 8.0}) + "\n")
-    with open(reproduce.usage_path(os.path.join(sup, "stage.log")), "w") as f:
+    with open(harness.usage_path(os.path.join(sup, "stage.log")), "w") as f:
         json.dump({"wall_s": 20.0, "max_rss_mb": 512.0}, f)
     open(os.path.join(sup, "done"), "w").close()
     _, _, rounds = bb.bmn_dirs(args, 1)        # a round still training: left out of the cost

@@ -20,10 +20,10 @@ from common.checkpoint import load_checkpoint
 from common.config import load_config
 from common.data import Video, VideoDataset, collate, load_annotations
 from common.stage import training_dataset
-from common.synthetic import SCORES_FILE, ensure_video_scores
 from common.video_scores import load_video_scores
 from common.windows import WindowDataset, to_video_unit, window_starts, window_truth
-from conftest import exit_line
+from synthetic.thumos_like import SCORES_FILE, ensure_video_scores
+from conftest import embedded, exit_line
 from test_bmn_pipeline import ENTRY_KEYS, TINY, _argv
 
 CONFIG = "configs/thumos_synthetic_bmn.yaml"
@@ -164,7 +164,7 @@ def tiny(tmp_path_factory):
             f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
             f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
     tiny_bmn = [s for s in TINY if not s.startswith(("dataset.", "model.bmn.temporal", "model.bmn.max_dur"))]
-    return root, sets + tiny_bmn + WINDOWS
+    return root, embedded(sets + tiny_bmn + WINDOWS, CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def chain(tiny, tmp_path_factory):
 
 def test_scores_file_is_written_read_and_deterministic(tiny, chain):
     root, _ = tiny
-    path = os.path.join(root, SCORES_FILE)           # written by the first stage, beside the dataset
+    path = os.path.join(root, SCORES_FILE)           # written by python -m synthetic, beside the dataset
     videos, classes = load_annotations(f"{root}/annotations.json")
     probs = load_video_scores(path, classes, sorted(videos))
     assert all(p.sum() == pytest.approx(1.0, abs=1e-5) for p in probs.values())

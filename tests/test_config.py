@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common.checkpoint import CheckpointError, load_checkpoint, load_pretrained, save_checkpoint
-from common.config import ConfigError, load_config, parse_override, save_config
+from common.config import SYNTHETIC_SIZES, ConfigError, load_config, parse_override, save_config
 
 
 def test_defaults_yaml_and_overrides(tmp_path):
@@ -169,3 +169,12 @@ def test_a_file_that_names_a_recipe_cannot_contradict_it(tmp_path):
     assert load_config(str(path))["semi"]["beta"] == 2.0
     with pytest.raises(ConfigError, match="config key recipe: expected one of project, paper, got 'papr'"):
         load_config(None, ["recipe=papr"])
+
+
+def test_synthetic_sizes_are_the_generators():
+    # config.py writes the names out, as common/ does not import the generators beside it
+    # (tests/test_layout.py)
+    from synthetic import make
+    from synthetic.thumos_like import HELD_OUT, PRESETS, SIZES
+    assert SYNTHETIC_SIZES == make.SYNTHETIC_SIZES == (*SIZES, "anet")
+    assert set(PRESETS) | set(HELD_OUT) <= set(SYNTHETIC_SIZES)

@@ -12,7 +12,7 @@ import train_supervised
 from common.config import ConfigError, load_config
 from common.distributed import ShardSampler
 from common.engine import autocast, iters_per_epoch
-from common.stage import load_data
+from synthetic.make import make_data
 
 TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_window=5",
         "dataset.max_seq_len=128", "train.epochs=2", "train.warmup_epochs=1", "train.batch_size=4",
@@ -69,7 +69,7 @@ def tiny(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("data") / "tiny")
     data = ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
             f"dataset.feature_dir={root}/features"]
-    load_data(load_config(None, data))  # generates the dataset and its splits
+    make_data(load_config(None, data))  # the dataset and its splits, as python -m synthetic makes them
     splits = f"{root}/splits/%s_60pct.txt"  # pseudo labels need unlabeled videos
     return data + [f"dataset.labeled_split={splits % 'labeled'}", f"dataset.unlabeled_split={splits % 'unlabeled'}"] + TINY
 

@@ -7,7 +7,7 @@ from conftest import stage_args as _args
 
 import evaluate
 import train_supervised
-from common.synthetic import ensure_dataset
+from synthetic.thumos_like import ensure_dataset
 
 TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_window=5",
         "dataset.max_seq_len=128", "train.epochs=2", "train.warmup_epochs=1", "train.batch_size=4",

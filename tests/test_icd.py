@@ -111,7 +111,7 @@ def test_no_anchor_is_its_own_same_class_partner(tmp_path):
     from common.data import VideoDataset, collate, load_annotations
     from common.icd import InstanceBank, feature_source
     from common.losses import with_icd
-    from common.synthetic import ensure_dataset
+    from synthetic.thumos_like import ensure_dataset
     root = tmp_path / "tiny"
     ensure_dataset(str(root), "tiny", 0)
     cfg = load_config("configs/default.yaml", ["dataset.synthetic_size=null", f"dataset.annotation_file={root}/annotations.json",

@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from conftest import embedded
 
 import evaluate
 import pretrain_acp
@@ -19,8 +20,9 @@ import train_semi
 import train_supervised
 from common.config import CHOICES
 from common.stage import run_main
-from common.synthetic import ensure_dataset
-from common.synthetic_anet import ensure_anet_dataset
+from synthetic import make
+from synthetic.anet_like import ensure_anet_dataset
+from synthetic.thumos_like import ensure_dataset
 
 TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_window=5", "dataset.max_seq_len=128",
         "train.epochs=1", "train.warmup_epochs=0", "train.batch_size=4", "semi.epochs=1", "semi.warmup_epochs=0",
@@ -32,12 +34,11 @@ SENTINEL = b"an earlier output, which a failed run must leave alone\n"
 def world(tmp_path_factory):
     """The tiny embedded dataset, its 40% splits, a checkpoint, a pseudo-label and a results file."""
     root = tmp_path_factory.mktemp("data") / "tiny"
-    ensure_dataset(str(root), "tiny", 0)
     sets = TINY + [f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features",
                    f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
                    f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
+    embedded(sets + ["dataset.synthetic_size=tiny"])  # the dataset and its splits; every case reads them as they are
     run = tmp_path_factory.mktemp("run")
-    # this first run writes the splits; every case after reads the dataset as it is
     train_supervised.main(_argv(sets + ["dataset.synthetic_size=tiny"]) + ["--out", str(run / "sup")])
     db = json.load(open(root / "annotations.json"))["database"]
     w = types.SimpleNamespace(root=root, sets=sets + ["dataset.synthetic_size=null"], config="configs/default.yaml",
@@ -676,7 +677,46 @@ def test_checkpoint_without_config_names_the_file_in_pseudo_label(world, tmp_pat
     assert args["--checkpoint"] in err
 
 
-# ---------------------------------------------------------------- the embedded dataset's generator
+# ---------------------------------------------------------------- the embedded dataset: python -m synthetic
+
+def _embedded(folder):
+    """The overrides that point the default config at a tiny embedded dataset in `folder`, 40% split."""
+    return ["dataset.synthetic_size=tiny", f"dataset.annotation_file={folder}/annotations.json",
+            f"dataset.feature_dir={folder}/features", f"dataset.labeled_split={folder}/splits/labeled_40pct.txt",
+            f"dataset.unlabeled_split={folder}/splits/unlabeled_40pct.txt"]
+
+
+def _files(folder):
+    """{path: (mtime, bytes)} of every file under folder."""
+    paths = [os.path.join(d, f) for d, _, names in os.walk(folder) for f in names]
+    return {p: (os.stat(p).st_mtime_ns, open(p, "rb").read()) for p in paths}
+
+
+def test_make_data_writes_the_dataset_and_its_splits_then_only_checks(tmp_path, capsys):
+    folder = tmp_path / "fresh"
+    folder.mkdir()  # an empty folder is a place to write
+    argv = ["--config", "configs/default.yaml"] + sum((["--set", s] for s in _embedded(folder)), [])
+    assert make.main(argv) == f"{folder}/annotations.json"
+    assert len(json.load(open(folder / "annotations.json"))["database"]) == 24  # tiny: 16 + 8 videos
+    assert {"labeled_40pct.txt", "unlabeled_40pct.txt"} <= set(os.listdir(folder / "splits"))
+    first = _files(folder)
+    capsys.readouterr()
+    make.main(argv)  # idempotent: nothing rewritten
+    assert _files(folder) == first and "generating" not in capsys.readouterr().out
+    train_supervised.main(_argv(TINY + _embedded(folder)) + ["--out", str(tmp_path / "run")])  # what it reads
+
+
+def test_stage_on_absent_embedded_data_names_the_command_that_makes_it(tmp_path, capsys):
+    folder = tmp_path / "absent"
+    for missing in ("annotations.json", "splits/labeled_40pct.txt"):
+        with pytest.raises(SystemExit) as info:
+            run_main(train_supervised.main, _argv(TINY + _embedded(folder)) + ["--out", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and len(err.splitlines()) == 1
+        assert err.startswith(f"error: {folder}/{missing}: no such file") and "python -m synthetic --config" in err
+        assert not os.path.exists(tmp_path / "run")  # no stage writes data or output on the way
+        ensure_dataset(str(folder), "tiny", 0)  # the dataset without its splits: the split is named next
+
 
 def test_mistyped_annotation_file_in_a_folder_of_other_files_is_not_generated_into(tmp_path, capsys):
     folder = tmp_path / "elsewhere"
@@ -684,20 +724,8 @@ def test_mistyped_annotation_file_in_a_folder_of_other_files_is_not_generated_in
     (folder / "notes.txt").write_text("mine\n")
     path = folder / "annotation.json"  # the embedded dataset is annotations.json
     with pytest.raises(SystemExit) as info:
-        run_main(train_supervised.main, _argv(TINY + [f"dataset.annotation_file={path}"]) +
-                 ["--out", str(tmp_path / "run")])
+        run_main(make.main, ["--config", "configs/default.yaml", "--set", f"dataset.annotation_file={path}"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"error: {path}: no such annotation file")
     assert sorted(os.listdir(tmp_path)) == ["elsewhere"] and os.listdir(folder) == ["notes.txt"]
-
-
-def test_embedded_dataset_is_generated_into_an_empty_folder(tmp_path):
-    from common.config import load_config
-    from common.stage import load_data
-    folder = tmp_path / "fresh"
-    folder.mkdir()
-    cfg = load_config("configs/default.yaml", ["dataset.synthetic_size=tiny", f"dataset.annotation_file={folder}/"
-                                               "annotations.json", f"dataset.feature_dir={folder}/features"])
-    videos, _ = load_data(cfg)
-    assert len(videos) == 24 and os.path.isdir(folder / "features") and os.path.isdir(folder / "splits")

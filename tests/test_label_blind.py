@@ -12,8 +12,8 @@ import pseudo_label
 import train_semi
 import train_supervised
 from common.data import load_annotations, read_split
-from common.stage import ensure_splits
-from common.synthetic import ensure_dataset
+from synthetic.make import ensure_splits
+from synthetic.thumos_like import ensure_dataset
 
 # Long videos cropped to 128 steps; a warmup epoch in each stage, so every stage takes steps at lr > 0;
 # thresholds that accept generously, so the undertrained detector's file is not empty.

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import embedded
 from conftest import stage_args as _args
 
 import evaluate
@@ -16,7 +17,6 @@ from common import pseudo_file
 from common.config import load_config
 from common.data import load_annotations
 from common.stage import run_main
-from common.synthetic import ensure_dataset
 
 PCFG = {"selection": "adaptive", "fixed_threshold": 0.3, "tau_neg": 0.15, "pos_std": 1.0,
         "icd": "both", "tau_icd": 0.3, "mpp": {"by": "icd", "threshold": 0.7}}
@@ -119,7 +119,6 @@ TINY = ["model.embd_dim=16", "model.head_dim=16", "model.n_head=2", "model.attn_
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("data") / "tiny")
-    ensure_dataset(root, "tiny", 0)
     sets = TINY + ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
                    f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
                    f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt",
@@ -127,6 +126,7 @@ def chain(tmp_path_factory):
                    # and the paper's selection; the defaults pseudo.relabel prototype and
                    # pseudo.mpp by tiou 0.9 are tests/test_relabel.py's and test_mpp_by_predicted_tiou's
                    "pseudo.relabel=none", "pseudo.mpp.by=icd", "pseudo.mpp.threshold=0.7"]
+    embedded(sets)
     out = tmp_path_factory.mktemp("chain")
     train_supervised.main(_args(sets) + ["--out", str(out / "sup")])
     pseudo_label.main(_args(sets) + ["--checkpoint", str(out / "sup" / "last.pt"), "--out", str(out / "pl.json")])

@@ -73,7 +73,7 @@ def test_the_upper_bound_is_a_row_of_its_own(tmp_path):
 def test_missing_split_files_stop_before_any_training(tmp_path):
     data = str(tmp_path / "tiny")  # the tiny dataset has no 10% split: it cannot cover every class
     sets = ["dataset.synthetic_size=tiny", f"dataset.annotation_file={data}/annotations.json",
-            f"dataset.feature_dir={data}/features"]
+            f"dataset.feature_dir={data}/features", "dataset.labeled_split=null", "dataset.unlabeled_split=null"]
     with pytest.raises(DataError, match="labeled_10pct.txt"):
         rp.main(sum((["--set", s] for s in sets), []) + ["--tables", "2", "--out", str(tmp_path / "o"), "--dry-run"])
 

@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import embedded
 
 from common.config import load_config
 from common.stage import load_data, run_main, unlabeled_ids
-from common.synthetic import ensure_dataset
 from tools import review_pseudo_labels as review
 
 TOOL = os.path.join("tools", "review_pseudo_labels.py")
@@ -28,12 +28,11 @@ V1, V2, V3 = "video_train_0000002", "video_train_0000011", "video_train_0000007"
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "tiny"
-    ensure_dataset(str(root), "tiny", 0)
-    sets = ["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
-            f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
-            f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"]
+    sets = embedded(["dataset.synthetic_size=tiny", f"dataset.annotation_file={root}/annotations.json",
+                     f"dataset.feature_dir={root}/features", f"dataset.labeled_split={root}/splits/labeled_40pct.txt",
+                     f"dataset.unlabeled_split={root}/splits/unlabeled_40pct.txt"])
     cfg = load_config("configs/default.yaml", sets)
-    videos, classes = load_data(cfg)                # writes the splits
+    videos, classes = load_data(cfg)
     assert {V1, V2, V3} <= set(unlabeled_ids(cfg, videos))
     return {"sets": sets, "videos": videos, "classes": classes, "dir": tmp_path_factory.mktemp("files")}
 

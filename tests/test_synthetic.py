@@ -1,4 +1,4 @@
-"""Tests of common/synthetic.py: the file format, the feature grid, determinism, the THUMOS14-like
+"""Tests of synthetic/thumos_like.py: the file format, the feature grid, determinism, the THUMOS14-like
 statistics of the default size, and that the features carry class signal with confusable groups."""
 import json
 import os
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from common.synthetic import (VERSION, dataset_stats, ensure_dataset, generate_dataset, main, make_params,
+from synthetic.thumos_like import (VERSION, dataset_stats, ensure_dataset, generate_dataset, main, make_params,
                               num_features)
 
 
@@ -276,7 +276,7 @@ def _tiny_with(tmp_path, name, **overrides):
 
 
 def test_presets_are_small_sized_and_their_knobs_off_by_default():
-    from common.synthetic import PRESETS
+    from synthetic.thumos_like import PRESETS
     base = make_params("small")
     assert (base.scene_count, base.scene_weight, base.onset_ramp, base.boundary_jitter) == (0, 0.0, 0.0, 0.0)
     for name in PRESETS:
@@ -325,7 +325,7 @@ def test_onset_ramp_softens_boundaries_and_scenes_share_backgrounds(tmp_path, ti
 
 
 def test_relu_rms_by_hand():
-    from common.synthetic import _relu_rms
+    from synthetic.thumos_like import _relu_rms
     # bias 0: relu(a)^2 is a^2 on half the line, E = gain^2 / 2 -> rms = 2 / sqrt(2) at gain 2
     assert _relu_rms(2.0, 0.0) == pytest.approx(np.sqrt(2.0))
     # a very negative bias never fires; a very positive one is the identity: rms -> sqrt(gain^2 + bias^2)
@@ -334,7 +334,7 @@ def test_relu_rms_by_hand():
 
 
 def test_unseen_knobs_off_leave_the_world_and_the_files_as_they_were(tmp_path, tiny):
-    from common.synthetic import _make_world
+    from synthetic.thumos_like import _make_world
     base = make_params("tiny")
     assert (base.class_modes, base.mode_spread, base.scene_class_lean, base.encoder_width) == (1, 0.0, 0.0, 0)
     world = _make_world(base, 0)
@@ -355,7 +355,7 @@ def test_encoder_gives_non_negative_features_where_scene_and_action_interact(tmp
     allf = np.concatenate(feats)
     assert allf.min() >= 0.0 and 0.05 < (allf == 0).mean() < 0.95  # post-ReLU: some units silent
     # the interaction, on the latents themselves: one action's feature change depends on its scene
-    from common.synthetic import _encoded, _make_world
+    from synthetic.thumos_like import _encoded, _make_world
     p = make_params("tiny", dict(encoder_width=64, noise_std=0.0, num_frames=8, feat_stride=8))
     world = _make_world(p, 0)
     rng = np.random.default_rng(0)
@@ -368,7 +368,7 @@ def test_encoder_gives_non_negative_features_where_scene_and_action_interact(tmp
 
 
 def test_class_modes_give_a_class_several_looks():
-    from common.synthetic import _make_world
+    from synthetic.thumos_like import _make_world
     p = make_params("tiny", dict(class_modes=3, mode_spread=1.0))
     phases = _make_world(p, 0)["phases"]
     assert phases.shape == (5, 3, 3, p.latent_dim)
@@ -379,11 +379,11 @@ def test_class_modes_give_a_class_several_looks():
 
 
 def test_scene_class_lean_picks_the_groups_scene(tmp_path):
-    from common.synthetic import _frame_latents, _make_world
+    from synthetic.thumos_like import frame_latents, _make_world
     p = make_params("tiny", dict(scene_count=4, scene_weight=1.0, scene_class_lean=1.0, context_strength=0.0,
                                  drift_std=0.0))
     world = _make_world(p, 0)
     for c in range(5):  # no action, no drift, no context: the frames are the video's scene
-        x = _frame_latents(p, world, np.random.default_rng(c), 10, 30.0, [], c)
+        x = frame_latents(p, world, np.random.default_rng(c), 10, 30.0, [], c)
         want = world["scenes"][world["group_of"][c] % 4]
         assert np.allclose(x[0], want, atol=1e-6)

@@ -1,6 +1,6 @@
 """Synthetic ActivityNet-like dataset, so the ActivityNet recipe runs with no downloads.
 
-Writes under root, in the layout and feature grid of common/synthetic.py, with ActivityNet's subsets
+Writes under root, in the layout and feature grid of synthetic/thumos_like.py, with ActivityNet's subsets
 "training" / "validation":
 - annotations.json (ActionFormer's format, label_id = alphabetical rank) and features/<video_id>.npy
   (float32 (T, D), T = num_features(duration, fps, feat_stride, num_frames): every video has its own
@@ -22,7 +22,7 @@ or two long actions in a YouTube clip:
   instances, the rest among the gaps, uniformly at random (Dirichlet(1)): median action 27 s;
 - one class per video (11 real videos have two), the classes balanced over the videos of a subset;
 - a few last segments end just past the video's duration (1% of the real segments), which readers clip.
-Appearance is common/synthetic.py's model with its defaults (confusable class groups, phased
+Appearance is synthetic/thumos_like.py's model with its defaults (confusable class groups, phased
 actions over a drifting background that leans towards the video's group, weak distractor actions,
 window averaging, a random embedding and noise), reused from there.
 
@@ -39,7 +39,7 @@ than a couple of videos. ActivityNet's 200 classes would leave the labeled split
 at best on data a CPU trains on in minutes.
 Each video draws from its own streams (seed, subset, index): the same seed gives byte-identical files.
 
-    python -m common.synthetic_anet --out data/synthetic_anet --seed 0
+    python -m synthetic.anet_like --out data/synthetic_anet --seed 0
 """
 from __future__ import annotations
 
@@ -54,13 +54,13 @@ from statistics import NormalDist
 import numpy as np
 
 from common.data import DataError, data_error, load_annotations, make_split, write_split
-from common.synthetic import (_class_groups, _features, _frame_latents, _jitter, _place, _rng, _unit, classifier_probs,
-                              checked_params, dataset_stats, num_features, write_atomically)
 from common.video_scores import load_video_scores, top_k_accuracy, write_video_scores
+from synthetic.thumos_like import (checked_params, class_groups, classifier_probs, dataset_stats, features, frame_latents,
+                                   jitter, num_features, place, stream, unit, write_atomically)
 
 VERSION = "synthetic-anet-v1"
 SUBSETS = ("training", "validation")
-SPLIT_RATIOS = (10, 20, 40, 60)  # as common/stage.py's (which imports the generators, so not from there)
+SPLIT_RATIOS = (10, 20, 40, 60)  # the paper's labeled ratios (Table 1); synthetic/make.py writes the same
 
 # ActivityNet v1.3 class names, in groups that look alike; classes are taken group by group.
 CLASS_GROUPS = (
@@ -100,7 +100,7 @@ class AnetParams:
     gap_concentration: float = 1.0  # Dirichlet over the gaps
     min_action: float = 2.0  # s (real p5: 2.3 s); also a step or two of the resized grid
     overflow_prob: float = 0.015  # videos whose last segment is annotated just past the end
-    # appearance: common/synthetic.py's model and defaults
+    # appearance: synthetic/thumos_like.py's model and defaults
     class_separation: float = 0.5
     phase_separation: float = 0.5
     intensity_median: float = 1.0
@@ -133,16 +133,16 @@ def make_anet_params(overrides=None):
 
 def _make_world(p, seed):
     """Class names (label_id order), groups, phase prototypes, coverage shifts, the embedding:
-    what common/synthetic.py's _frame_latents and _features read."""
+    what synthetic/thumos_like.py's frame_latents and features read."""
     if p.latent_dim > p.feat_dim:
         raise ValueError("latent_dim must not exceed feat_dim")
-    rng, L = _rng(seed, 0), p.latent_dim
-    groups = _class_groups(p.num_classes, CLASS_GROUPS)
+    rng, L = stream(seed, 0), p.latent_dim
+    groups = class_groups(p.num_classes, CLASS_GROUPS)
     names = sorted(n for g in groups for n in g)
     group_of = np.array([next(i for i, g in enumerate(groups) if n in g) for n in names])
-    group_vec = _unit(rng.standard_normal((len(groups), L)))
-    proto = _unit(group_vec[group_of] + p.class_separation * _unit(rng.standard_normal((len(names), L))))
-    phases = _unit(proto[:, None] + p.phase_separation * _unit(rng.standard_normal((len(names), 3, L))))[:, None]
+    group_vec = unit(rng.standard_normal((len(groups), L)))
+    proto = unit(group_vec[group_of] + p.class_separation * unit(rng.standard_normal((len(names), L))))
+    phases = unit(proto[:, None] + p.phase_separation * unit(rng.standard_normal((len(names), 3, L))))[:, None]
     # normal quantiles dealt to classes at random: the pooled coverage keeps its spread at any K
     quantiles = [NormalDist().inv_cdf((i + 0.5) / len(names)) for i in rng.permutation(len(names))]
     embed = np.linalg.qr(rng.standard_normal((p.feat_dim, L)))[0].T  # (L, D), orthonormal rows
@@ -197,7 +197,7 @@ def _distractors(p, rng, instances, length, label):
     for _ in range(rng.poisson(p.distractor_rate)):
         c = label if rng.random() < p.distractor_same_class_prob else int(rng.integers(p.num_classes))
         d = max(p.distractor_median * math.exp(p.distractor_sigma * rng.standard_normal()), p.min_action)
-        s = _place(free, d, rng)
+        s = place(free, d, rng)
         if s is not None:
             out.append((s, s + d, c))
     return out
@@ -205,7 +205,7 @@ def _distractors(p, rng, instances, length, label):
 
 def _make_video(p, world, seed, k, index, label, stratum, n_strata):
     """One video's annotation entry, its (T, D) features and its video-level probabilities."""
-    rng = _rng(seed, 1 + k, index)
+    rng = stream(seed, 1 + k, index)
     n, length = _count_and_length(p, rng, (stratum + rng.uniform(0.01, 0.99)) / n_strata)
     instances, overflow = _layout(p, world, rng, n, label, length)
     fps = float(rng.choice(p.fps_choices, p=np.asarray(p.fps_weights) / sum(p.fps_weights)))
@@ -219,14 +219,14 @@ def _make_video(p, world, seed, k, index, label, stratum, n_strata):
         scale = p.intensity_median * np.exp(p.intensity_sigma * rng.standard_normal())
         events.append((s, e, c, p.distractor_strength * scale, 0))
     n_frames = int(np.floor(duration * fps + 1e-6))
-    x = _frame_latents(p, world, rng, n_frames, fps, events, label)
-    feats = _features(p, world, rng, x, num_features(duration, fps, p.feat_stride, p.num_frames))
+    x = frame_latents(p, world, rng, n_frames, fps, events, label)
+    feats = features(p, world, rng, x, num_features(duration, fps, p.feat_stride, p.num_frames))
     if p.boundary_jitter > 0:
-        segments = _jitter(p, rng, segments, duration)
+        segments = jitter(p, rng, segments, duration)
     annotations = [{"label": world["names"][label], "segment": [s, e],
                     "segment(frames)": [round(s * fps, 2), round(e * fps, 2)], "label_id": int(label)}
                    for s, e in segments]
-    probs = classifier_probs([label], world["group_of"], _rng(seed, 7 + k, index), p.score_margin,
+    probs = classifier_probs([label], world["group_of"], stream(seed, 7 + k, index), p.score_margin,
                              p.score_group_bonus, p.score_sharpness)  # its own stream
     return {"subset": SUBSETS[k], "duration": duration, "fps": fps, "annotations": annotations}, feats, probs
 
@@ -252,8 +252,8 @@ def _write(out, p, seed):
     database, probs, steps = {}, {}, []
     for k, count in enumerate((p.num_train, p.num_val)):
         # stratified instance counts (their mean holds in every subset), balanced classes
-        strata = _rng(seed, 3 + k).permutation(count)
-        labels = _rng(seed, 5 + k).permutation(np.arange(count) % p.num_classes)
+        strata = stream(seed, 3 + k).permutation(count)
+        labels = stream(seed, 5 + k).permutation(np.arange(count) % p.num_classes)
         for i in range(count):
             video_id = f"anet_{SUBSETS[k][:5]}_{i + 1:05d}"
             database[video_id], feats, probs[video_id] = _make_video(

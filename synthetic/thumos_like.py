@@ -35,7 +35,7 @@ latents and the features (non-negative; what an action adds depends on its scene
 to their video's class, several looks per class. The method's defaults are chosen on them
 (benchmarks/bench_presets.py), not on `small` alone, and never on the held-out `unseen`.
 
-    python -m common.synthetic --out data/synthetic --size small --seed 0
+    python -m synthetic.thumos_like --out data/synthetic --size small --seed 0
 """
 from __future__ import annotations
 
@@ -194,16 +194,19 @@ def num_features(duration, fps, feat_stride=8, num_frames=16):
     return max(0, (n_frames - num_frames) // feat_stride + 1)
 
 
-def _rng(seed, *key):
+# stream, unit, class_groups, place, frame_latents, features and jitter are the appearance model that
+# synthetic/anet_like.py shares, with checked_params, num_features, classifier_probs, dataset_stats and
+# write_atomically: public, so that the two generators have one copy of it.
+def stream(seed, *key):
     # one independent stream per key, whatever else is generated
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def _unit(x):
+def unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _class_groups(k, all_groups=CLASS_GROUPS):
+def class_groups(k, all_groups=CLASS_GROUPS):
     """The first k classes of `all_groups`, group by group (a small k still has confusable pairs)."""
     if not 1 <= k <= sum(map(len, all_groups)):
         raise ValueError(f"num_classes must be in 1..{sum(map(len, all_groups))}, got {k}")
@@ -219,29 +222,29 @@ def _make_world(p, seed):
     """Class names (label_id order), groups, phase prototypes, duration scales and the embedding."""
     if p.latent_dim > p.feat_dim:
         raise ValueError("latent_dim must not exceed feat_dim")
-    rng, L = _rng(seed, 0), p.latent_dim
-    groups = _class_groups(p.num_classes)
+    rng, L = stream(seed, 0), p.latent_dim
+    groups = class_groups(p.num_classes)
     names = sorted(n for g in groups for n in g)  # label_id = alphabetical rank, as in THUMOS14
     group_of = np.array([next(i for i, g in enumerate(groups) if n in g) for n in names])
-    group_vec = _unit(rng.standard_normal((len(groups), L)))
-    proto = _unit(group_vec[group_of] + p.class_separation * _unit(rng.standard_normal((len(names), L))))
-    phases = _unit(proto[:, None] + p.phase_separation * _unit(rng.standard_normal((len(names), 3, L))))
+    group_vec = unit(rng.standard_normal((len(groups), L)))
+    proto = unit(group_vec[group_of] + p.class_separation * unit(rng.standard_normal((len(names), L))))
+    phases = unit(proto[:, None] + p.phase_separation * unit(rng.standard_normal((len(names), 3, L))))
     phases = phases[:, None]  # (C, modes, 3, L): one look per class unless class_modes asks for more
     if p.class_modes > 1:  # own streams, so the one-look presets keep their bytes
-        r = _rng(seed, 6)
-        looks = _unit(proto[:, None] + p.mode_spread * _unit(r.standard_normal((len(names), p.class_modes, L))))
-        phases = _unit(looks[:, :, None] + p.phase_separation
-                       * _unit(r.standard_normal((len(names), p.class_modes, 3, L))))
+        r = stream(seed, 6)
+        looks = unit(proto[:, None] + p.mode_spread * unit(r.standard_normal((len(names), p.class_modes, L))))
+        phases = unit(looks[:, :, None] + p.phase_separation
+                       * unit(r.standard_normal((len(names), p.class_modes, 3, L))))
     # normal quantiles dealt to classes at random: pooled durations keep their targets at any K
     quantiles = [NormalDist().inv_cdf((i + 0.5) / len(names)) for i in rng.permutation(len(names))]
     log_scale = p.class_duration_spread * np.array(quantiles)
     embed = np.linalg.qr(rng.standard_normal((p.feat_dim, L)))[0].T  # (L, D), orthonormal rows
-    scenes = _unit(_rng(seed, 5).standard_normal((p.scene_count, L))) if p.scene_count else None
+    scenes = unit(stream(seed, 5).standard_normal((p.scene_count, L))) if p.scene_count else None
     encoder = None
     if p.encoder_width:  # unit rows: a unit's input is ~ N(0, |x|^2 / fan-in) before the sqrt below
-        r = _rng(seed, 7)
-        encoder = (_unit(r.standard_normal((p.encoder_width, L))),
-                   _unit(r.standard_normal((p.feat_dim, p.encoder_width))))
+        r = stream(seed, 7)
+        encoder = (unit(r.standard_normal((p.encoder_width, L))),
+                   unit(r.standard_normal((p.feat_dim, p.encoder_width))))
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
                 log_scale=log_scale, embed=embed, scenes=scenes, encoder=encoder)
 
@@ -296,13 +299,13 @@ def _distractors(p, world, rng, instances, length, classes):
         same = rng.random() < p.distractor_same_class_prob
         c = int(rng.choice(classes)) if same else int(rng.integers(p.num_classes))
         d = _durations(p, rng, world["log_scale"][[c]])[0]
-        s = _place(free, d, rng)
+        s = place(free, d, rng)
         if s is not None:
             out.append((s, s + d, c))
     return out
 
 
-def _place(free, d, rng):
+def place(free, d, rng):
     """Start of a segment of length d put uniformly into the free gaps [(a, b), ...], which it
     splits in place; None when no gap holds it."""
     room = np.array([max(b - a - d, 0.0) for a, b in free])
@@ -314,19 +317,19 @@ def _place(free, d, rng):
     return s
 
 
-def _frame_latents(p, world, rng, n_frames, fps, events, context_class):
+def frame_latents(p, world, rng, n_frames, fps, events, context_class):
     """(n_frames, L) latents: background + drift + phased actions; events = (start, end, class, scale,
     look) with look the class's mode the instance shows."""
     L = p.latent_dim
     ctx = world["group_vec"][world["group_of"][context_class]]
-    own = _unit(rng.standard_normal(L))
+    own = unit(rng.standard_normal(L))
     if world["scenes"] is not None:  # a scene shared with other videos, plus a little of its own
         k = rng.integers(len(world["scenes"]))
         if p.scene_class_lean > 0 and rng.random() < p.scene_class_lean:  # the class group's own scene
             k = world["group_of"][context_class] % len(world["scenes"])
         scene = world["scenes"][k]
-        own = _unit((1 - p.scene_weight) * own + p.scene_weight * scene)
-    background = _unit(own + p.context_strength * ctx)
+        own = unit((1 - p.scene_weight) * own + p.scene_weight * scene)
+    background = unit(own + p.context_strength * ctx)
     knots = p.drift_std * rng.standard_normal((int(n_frames / fps / p.drift_period) + 2, L)) / np.sqrt(L)
     pos = np.arange(n_frames) / (fps * p.drift_period)
     lo, w = pos.astype(int), (pos % 1.0)[:, None]
@@ -345,7 +348,7 @@ def _frame_latents(p, world, rng, n_frames, fps, events, context_class):
     return x
 
 
-def _features(p, world, rng, x, n_features):
+def features(p, world, rng, x, n_features):
     """Average each window of num_frames frames, embed into feat_dim dims, add noise; or, with an
     encoder, the window's mean over its blocks of g frames of the network's non-negative output."""
     g = math.gcd(p.feat_stride, p.num_frames)  # windows are whole blocks of g frames
@@ -388,7 +391,7 @@ def _relu_rms(gain, bias):
     return math.sqrt(max((gain ** 2 + bias ** 2) * z.cdf(m) + bias * gain * z.pdf(m), 0.0))  # >= 0 up to rounding
 
 
-def _jitter(p, rng, segments, duration):
+def jitter(p, rng, segments, duration):
     """Annotated boundaries: each moved by boundary_jitter x the action's length (Gaussian), kept in
     order, at least min_action long and inside [0, duration] (an overflowing end stays past it)."""
     out = []
@@ -402,7 +405,7 @@ def _jitter(p, rng, segments, duration):
 
 def _make_video(p, world, seed, subset, index, stratum, n_strata):
     """One video's annotation entry and its (T, D) features."""
-    rng = _rng(seed, 1 + SUBSETS.index(subset), index)
+    rng = stream(seed, 1 + SUBSETS.index(subset), index)
     classes = _video_classes(p, world, rng)
     count_quantile = (stratum + rng.uniform(0.01, 0.99)) / n_strata
     instances, length, overflow = _layout(p, world, rng, classes, count_quantile)
@@ -418,10 +421,10 @@ def _make_video(p, world, seed, subset, index, stratum, n_strata):
         scale = p.intensity_median * np.exp(p.intensity_sigma * rng.standard_normal())
         events.append((s, e, c, p.distractor_strength * scale, look()))
     n_frames = int(np.floor(duration * fps + 1e-6))
-    x = _frame_latents(p, world, rng, n_frames, fps, events, classes[0])
-    feats = _features(p, world, rng, x, num_features(duration, fps, p.feat_stride, p.num_frames))
+    x = frame_latents(p, world, rng, n_frames, fps, events, classes[0])
+    feats = features(p, world, rng, x, num_features(duration, fps, p.feat_stride, p.num_frames))
     if p.boundary_jitter > 0:  # drawn last: the features above are those of the unjittered preset
-        segments = _jitter(p, rng, segments, duration)
+        segments = jitter(p, rng, segments, duration)
     annotations = [{"label": world["names"][c], "segment": [s, e],
                     "segment(frames)": [round(s * fps, 2), round(e * fps, 2)], "label_id": int(c)}
                    for (s, e), (_, _, c) in zip(segments, instances)]
@@ -434,7 +437,7 @@ def _write(out, p, size, seed):
     database = {}
     for k, (subset, count) in enumerate(zip(SUBSETS, (p.num_train, p.num_test))):
         # stratified instance counts: the heavy tail's median and mean hold in every subset
-        strata = _rng(seed, 3 + k).permutation(count)
+        strata = stream(seed, 3 + k).permutation(count)
         for i in range(count):
             video_id = f"video_{subset}_{i + 1:07d}"
             database[video_id], feats = _make_video(p, world, seed, subset, i, strata[i], count)
@@ -503,7 +506,7 @@ def ensure_dataset(root, size="small", seed=0):
 
 # The video-level classifier a class-agnostic detector (BMN on THUMOS14: UntrimmedNet's top-2) needs:
 # logits = SCORE_MARGIN at each class the video holds + SCORE_GROUP_BONUS at every class of their groups
-# + unit Gaussian noise, softmax(SCORE_SHARPNESS x logits), as common/synthetic_anet.py's classifier.
+# + unit Gaussian noise, softmax(SCORE_SHARPNESS x logits), as synthetic/anet_like.py's classifier.
 # A video holding several classes averages one such softmax per class. Measured on `small` (seed 0,
 # 240 videos): its top-1 class is one the video holds in 89.6%, one of its top-2 in 97.9%; 22 of
 # the 25 wrong top-1s lie in the group of a class the video holds; in the 35 two-class videos the two
@@ -545,7 +548,7 @@ def ensure_video_scores(root):
     probs = {}
     for k, vid in enumerate(sorted(database)):
         present = sorted({names.index(a["label"]) for a in database[vid]["annotations"]})
-        probs[vid] = classifier_probs(present, group_of, _rng(meta["seed"], 11, k))
+        probs[vid] = classifier_probs(present, group_of, stream(meta["seed"], 11, k))
     write_video_scores(path, probs, names)
     return path
 
