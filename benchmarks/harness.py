@@ -238,65 +238,6 @@ def probe_accuracy(cfg):
             "classes_with_prototype": int(has.sum())}
 
 
-# ---------------------------------------------------------------- sequential steps (bench_semi.py, bench_acp.py)
-
-def stage(script, args, done):
-    """Run a stage script unless its output `done` exists; returns its stdout."""
-    if os.path.exists(done):
-        return ""
-    proc = subprocess.run([sys.executable, script] + args, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-        raise SystemExit(f"{script} failed (exit {proc.returncode})")
-    return proc.stdout
-
-
-def evaluate_run(ckpt, out, common):
-    metrics = os.path.join(out, "metrics.json")
-    stage("evaluate.py", common + ["--checkpoint", ckpt, "--out", os.path.join(out, "predictions.json"),
-                                   "--json", metrics, "--no-per-class"], metrics)
-    return json.load(open(metrics))
-
-
-def supervised(name, extra_sets, common, args, init=None):
-    out = os.path.join(args.out, name)
-    sets = common + sum((["--set", s] for s in extra_sets), [])
-    stage("train_supervised.py", sets + ["--out", out, "--resume"] + (["--init", init] if init else []),
-          os.path.join(out, "done"))
-    open(os.path.join(out, "done"), "w").close()
-    return os.path.join(out, "last.pt"), evaluate_run(os.path.join(out, "last.pt"), out, sets)
-
-
-def semi(name, init, pseudo_sets, common, args):
-    out = os.path.join(args.out, name)
-    pl = os.path.join(out, "pseudo_labels.json")
-    sets = common + sum((["--set", s] for s in pseudo_sets), [])
-    report = stage("pseudo_label.py", sets + ["--checkpoint", init, "--out", pl], pl)
-    if report:
-        with open(os.path.join(out, "pseudo_label_report.txt"), "w") as f:
-            f.write(report)
-    stage("train_semi.py", sets + ["--init", init, "--pseudo-labels", pl, "--out", out, "--resume"],
-          os.path.join(out, "done"))
-    open(os.path.join(out, "done"), "w").close()
-    return evaluate_run(os.path.join(out, "last.pt"), out, sets)
-
-
-def print_table(rows, title):
-    thr = next(iter(rows.values()))["thresholds"]
-    print(f"\n{title}")
-    print("| method | " + " | ".join(f"mAP@{t:g}" for t in thr) + " | avg |")
-    print("|---" * (len(thr) + 2) + "|")
-    for name, m in rows.items():
-        print(f"| {name} | " + " | ".join(f"{100 * x:.2f}" for x in m["mAP"]) + f" | {100 * m['average']:.2f} |")
-
-
-def common_args(args):
-    split = f"{args.data}/splits/%s_{args.ratio}pct.txt"
-    return ["--config", args.config, "--device", args.device, "--no-progress",
-            "--set", f"dataset.labeled_split={split % 'labeled'}",
-            "--set", f"dataset.unlabeled_split={split % 'unlabeled'}"] + sum((["--set", s] for s in args.set), [])
-
-
 # ---------------------------------------------------------------- the official ActivityNet code
 
 # Python 2 -> 3 rewrites the official files need; each pattern is applied to every line.
