@@ -112,6 +112,10 @@ class AnetParams:
     onset_ramp: float = 0.0
     boundary_jitter: float = 0.0
     noise_std: float = 0.7
+    # > 0: features out of a fixed random two-layer ReLU network of this width (thumos_like.py's encoder)
+    encoder_width: int = 0
+    encoder_gain: float = 2.0
+    encoder_bias: float = -0.5
     # weak unlabeled actions in the background: a Poisson number per video, log-normal lengths (s)
     distractor_rate: float = 0.5
     distractor_median: float = 4.0
@@ -122,6 +126,15 @@ class AnetParams:
     score_margin: float = 2.4
     score_group_bonus: float = 1.6
     score_sharpness: float = 2.0
+
+
+# dataset.synthetic_size names of the ActivityNet-like data: anet (the defaults above) and its
+# presets, each a dict of AnetParams over the defaults (calibration: docs/embedded_data.md).
+ANET_PRESETS = {
+    "anet": {},
+    # soft, ambiguous boundaries and features through a ReLU encoder, as real ActivityNet's
+    "anet_hard": dict(encoder_width=128, onset_ramp=0.25, boundary_jitter=0.12),
+}
 
 
 def make_anet_params(overrides=None):
@@ -146,9 +159,13 @@ def _make_world(p, seed):
     # normal quantiles dealt to classes at random: the pooled coverage keeps its spread at any K
     quantiles = [NormalDist().inv_cdf((i + 0.5) / len(names)) for i in rng.permutation(len(names))]
     embed = np.linalg.qr(rng.standard_normal((p.feat_dim, L)))[0].T  # (L, D), orthonormal rows
+    encoder = None
+    if p.encoder_width:  # its own stream, so the rest of the world is the linear preset's
+        r = stream(seed, 7)
+        encoder = (unit(r.standard_normal((p.encoder_width, L))), unit(r.standard_normal((p.feat_dim, p.encoder_width))))
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
                 coverage_shift=p.class_coverage_spread * np.array(quantiles), embed=embed, scenes=None,
-                encoder=None)
+                encoder=encoder)
 
 
 def _from_histogram(weights, u):
@@ -345,7 +362,9 @@ def ensure_anet_dataset(root, seed=0, params=None):
     if meta.get("version") != VERSION:
         raise data_error(meta_file, f"holds a {meta.get('version')!r} dataset, not a {VERSION!r} one")
     asked = {"seed": seed, **json.loads(json.dumps(dataclasses.asdict(p)))}  # as meta.json writes them
-    cached = {"seed": meta.get("seed"), **(meta.get("params") or {})}
+    # a field the cached meta lacks was added later; its default reproduces the older generator's output
+    defaults = json.loads(json.dumps(dataclasses.asdict(AnetParams())))
+    cached = {"seed": meta.get("seed"), **defaults, **(meta.get("params") or {})}
     differ = [f"{key}={cached.get(key)!r} (asked {asked.get(key)!r})" for key in sorted(asked.keys() | cached.keys())
               if asked.get(key) != cached.get(key)]
     if differ:

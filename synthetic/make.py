@@ -2,7 +2,7 @@
 
 The stages only read data; this writes what they read, with the same --config and --set:
 - the dataset in the folder of dataset.annotation_file: a THUMOS-like size or preset
-  (synthetic/thumos_like.py SIZES) or `anet` (synthetic/anet_like.py);
+  (synthetic/thumos_like.py SIZES) or `anet` / `anet_hard` (synthetic/anet_like.py ANET_PRESETS);
 - its stratified labeled/unlabeled splits beside it, splits/labeled_<P>pct.txt and
   unlabeled_<P>pct.txt for P = 10, 20, 40, 60 (seeded by dataset.synthetic_seed; a ratio too small
   to hold every class is skipped);
@@ -19,13 +19,13 @@ import os
 
 from common.data import DataError, load_annotations, make_split, write_split
 from common.stage import config_from_args, make_parser, run_main
-from synthetic.anet_like import ensure_anet_dataset
+from synthetic.anet_like import ANET_PRESETS, ensure_anet_dataset
 from synthetic.thumos_like import SCORES_FILE, SIZES, ensure_dataset, ensure_video_scores
 
 # Labeled ratios of the paper's experiments (Table 1).
 SPLIT_RATIOS = (10, 20, 40, 60)
 # What dataset.synthetic_size may name (common/config.py keeps the same list, as common/ does not import this).
-SYNTHETIC_SIZES = (*SIZES, "anet")
+SYNTHETIC_SIZES = (*SIZES, *ANET_PRESETS)
 
 
 def make_data(cfg):
@@ -54,8 +54,8 @@ def generate_into(dcfg):
             raise DataError(f"{path}: no such annotation file (its folder {root} holds other files, so the "
                             "embedded dataset is not generated there)")
         return
-    if dcfg["synthetic_size"] == "anet":
-        ensure_anet_dataset(root, dcfg["synthetic_seed"])
+    if dcfg["synthetic_size"] in ANET_PRESETS:
+        ensure_anet_dataset(root, dcfg["synthetic_seed"], ANET_PRESETS[dcfg["synthetic_size"]])
     else:
         ensure_dataset(root, dcfg["synthetic_size"], dcfg["synthetic_seed"])
 
@@ -66,7 +66,7 @@ def ensure_scores(dcfg):
     comes with its own)."""
     root = os.path.dirname(os.path.abspath(dcfg["annotation_file"]))
     path = dcfg["video_scores"]
-    if (dcfg["class_agnostic"] and dcfg["synthetic_size"] != "anet" and path
+    if (dcfg["class_agnostic"] and dcfg["synthetic_size"] not in ANET_PRESETS and path
             and os.path.abspath(path) == os.path.join(root, SCORES_FILE)):
         ensure_video_scores(root)
 

@@ -3,6 +3,7 @@ classifier scores, the top-k labelling of class-agnostic proposals, the writer) 
 synthetic/anet_like.py (the ActivityNet-like dataset: format, determinism, statistics)."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -357,3 +358,30 @@ def test_cli_prints_the_measured_statistics(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"top1_accuracy"' in out and '"video_duration_median"' in out
     assert f"generated {tmp_path / 'cli'} (seed=0) in" in out and "MiB" in out
+
+
+def test_hard_preset_encodes_and_blurs_and_older_caches_still_load(tmp_path, reduced):
+    """anet_hard: features through the ReLU encoder (non-negative), annotated boundaries moved away
+    from the features' (jitter); the linear preset's draws untouched, so the same seed gives the same
+    videos and layout. A cached meta.json written before the encoder fields existed still loads."""
+    from synthetic.anet_like import ANET_PRESETS
+    root = tmp_path / "hard"
+    generate_anet_dataset(root, seed=3, params={**REDUCED, **ANET_PRESETS["anet_hard"]})
+    hard_db, _ = _load(root)
+    base_db, _ = _load(reduced)
+    assert sorted(hard_db) == sorted(base_db)
+    vid = sorted(hard_db)[0]
+    assert hard_db[vid]["duration"] == base_db[vid]["duration"]
+    assert len(hard_db[vid]["annotations"]) == len(base_db[vid]["annotations"])
+    moved = [a["segment"] != b["segment"] for v in hard_db for a, b in zip(hard_db[v]["annotations"],
+                                                                            base_db[v]["annotations"])]
+    assert sum(moved) > 0.9 * len(moved)  # jittered
+    feats = np.load(root / "features" / f"{vid}.npy")
+    assert feats.min() >= 0.0 and (np.load(reduced / "features" / f"{vid}.npy") < 0).any()
+    meta = json.loads((reduced / "meta.json").read_text())
+    for key in ("encoder_width", "encoder_gain", "encoder_bias"):
+        meta["params"].pop(key)
+    old = tmp_path / "old"
+    shutil.copytree(reduced, old)
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert ensure_anet_dataset(old, seed=3, params=REDUCED) == str(old)

@@ -176,5 +176,5 @@ def test_synthetic_sizes_are_the_generators():
     # (tests/test_layout.py)
     from synthetic import make
     from synthetic.thumos_like import HELD_OUT, PRESETS, SIZES
-    assert SYNTHETIC_SIZES == make.SYNTHETIC_SIZES == (*SIZES, "anet")
+    assert SYNTHETIC_SIZES == make.SYNTHETIC_SIZES == (*SIZES, "anet", "anet_hard")
     assert set(PRESETS) | set(HELD_OUT) <= set(SYNTHETIC_SIZES)
