@@ -26,7 +26,7 @@ from common.checkpoint import restore_training_state, save_checkpoint, training_
 from common.config import ConfigError, save_config
 from common.data import check_features, unannotated
 from common.distributed import distribute_loss
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, make_loader,
+from common.engine import (ModelEma, build_optimizer, build_scheduler, iters_per_epoch, log_epoch, make_loader,
                            train_one_epoch)
 from common.stage import (add_common_args, build_detector, config_from_args, detector_parts, load_data, make_parser,
                           prepare_run, run_main, subset_ids, training_dataset)
@@ -101,9 +101,8 @@ def main(argv=None):
         state["model"] = pretrained_only(state["model"], pretrained)
         state["ema"] = pretrained_only(state["ema"], pretrained)
         save_checkpoint(last, state)
-        append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
-        print(f"epoch {epoch + 1}/{total}  L_acp {stats['loss']:.4f}  L_conc {stats['conc_loss']:.4f}  "
-              f"L_conf {stats['conf_loss']:.4f}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s", flush=True)
+        log_epoch(args.out, epoch, total, step, stats, f"L_acp {stats['loss']:.4f}  L_conc {stats['conc_loss']:.4f}  "
+                                                       f"L_conf {stats['conf_loss']:.4f}")
     print(f"wrote {last}")
     return last
 

@@ -28,8 +28,8 @@ from common.checkpoint import load_checkpoint, restore_training_state, save_chec
 from common.config import save_config
 from common.data import unannotated
 from common.distributed import distribute_loss
-from common.engine import (ModelEma, append_jsonl, build_optimizer, build_scheduler, iters_per_epoch, loss_line,
-                           make_loader, train_one_epoch)
+from common.engine import (ModelEma, build_optimizer, build_scheduler, iters_per_epoch, log_epoch, make_loader,
+                           train_one_epoch)
 from common.icd import InstanceBank, feature_source
 from common.losses import LossNormalizer, pseudo_class_targets
 from common.stage import (add_common_args, build_detector, config_from_args, config_with_model_of, detector_parts,
@@ -146,9 +146,7 @@ def main(argv=None):
                                       tcfg["precision"])
         save_checkpoint(last, training_state(model, ema, optimizer, scheduler, epoch, step, cfg, "semi",
                                              parents, classes, norms))
-        append_jsonl(os.path.join(args.out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
-        print(f"epoch {epoch + 1}/{total}  {loss_line(stats)}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s",
-              flush=True)
+        log_epoch(args.out, epoch, total, step, stats)
     print(f"wrote {last}")
     return last
 

@@ -167,6 +167,14 @@ def loss_line(stats):
     return "  ".join([f"loss {stats['loss']:.4f}"] + parts)
 
 
+def log_epoch(out, epoch, total, step, stats, losses=None):
+    """An epoch's figures appended to out/log.jsonl and its console line: the losses (`losses`, or
+    loss_line's), the learning rate and the seconds it took."""
+    append_jsonl(os.path.join(out, "log.jsonl"), {"epoch": epoch, "step": step, **stats})
+    print(f"epoch {epoch + 1}/{total}  {losses or loss_line(stats)}  lr {stats['lr']:.2e}  {stats['seconds']:.1f}s",
+          flush=True)
+
+
 def append_jsonl(path, record):
     """One JSON line per epoch; appending keeps earlier lines intact across --resume. Main process only."""
     if not is_main():
