@@ -1,7 +1,8 @@
 """The semi-supervised round on every difficulty preset of the embedded generator, over seeds.
 
-For each preset (synthetic/thumos_like.py: small, scenes, blurry, confusable, hard) and seed, chains the
-stage scripts with the config's defaults:
+For each preset (synthetic/thumos_like.py's small, scenes, blurry, confusable, hard, relu, lean, unseen
+with --config; synthetic/anet_like.py's anet, anet_hard with configs/anet_synthetic.yaml) and seed,
+chains the stage scripts with the config's defaults:
   ACP pre-training -> supervised detector (10% labeled) -> evaluation
   per variant: pseudo labels -> semi-supervised round 1 -> evaluation -> pseudo labels from
                round 1 -> round 2 -> evaluation
@@ -33,6 +34,7 @@ the variants checked (default: default).
   python benchmarks/bench_presets.py --presets hard --seeds 0 1 2 --variants default paper
   python benchmarks/bench_presets.py --variant dense=pseudo.tau_neg=0.05,pseudo.pos_std=0.0
   python benchmarks/bench_presets.py --report                       # tables from the runs found
+  python benchmarks/bench_presets.py --presets anet_hard --plain --plain-only   # calibrate a preset
 """
 import argparse
 import json
@@ -45,7 +47,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from harness import PRESET_NAMES, Runner, mean_std, preset_sets, probe_accuracy  # noqa: E402
+from harness import PRESET_NAMES, Runner, mean_std, preset_config, preset_sets, probe_accuracy  # noqa: E402
 from synthetic.make import make_data  # noqa: E402
 from synthetic.thumos_like import HELD_OUT  # noqa: E402
 
@@ -59,7 +61,8 @@ PLAIN = ["model.alqa=none", "acp.mode=none"]
 
 def args_of(args, preset, seed, extra=()):
     sets = preset_sets(preset, args.ratio) + [f"seed={seed}"] + list(extra) + args.set
-    return ["--config", args.config, "--device", args.device, "--no-progress"] + sum((["--set", s] for s in sets), [])
+    return (["--config", preset_config(preset, args.config), "--device", args.device, "--no-progress"]
+            + sum((["--set", s] for s in sets), []))
 
 
 def evaluation(label, sets, run):
@@ -102,12 +105,13 @@ def cell_steps(args, preset, seed):
     sets = args_of(args, preset, seed)
     acp, sup = os.path.join(base, "acp"), os.path.join(base, "supervised")
     init = os.path.join(sup, "last.pt")
-    steps = [(label, "pretrain_acp.py", sets + ["--out", acp, "--resume"], os.path.join(acp, "done"),
+    steps = [] if args.plain_only else [
+             (label, "pretrain_acp.py", sets + ["--out", acp, "--resume"], os.path.join(acp, "done"),
               os.path.join(acp, "stage.log")),
              (label, "train_supervised.py", sets + ["--init", os.path.join(acp, "last.pt"), "--out", sup, "--resume"],
               os.path.join(sup, "done"), os.path.join(sup, "stage.log")),
              evaluation(label, sets, sup)]
-    for name in args.variants:
+    for name in [] if args.plain_only else args.variants:
         overrides, round_init = variant_overrides(args.variant_sets[name])
         start = {"supervised": init, "acp": os.path.join(acp, "last.pt")}.get(round_init)
         vsets = args_of(args, preset, seed, overrides)
@@ -117,7 +121,7 @@ def cell_steps(args, preset, seed):
             steps += semi_steps(f"{label}, {name} round {r}", vsets, prev, os.path.join(run, "pseudo_labels.json"), run,
                                 start=start or prev, previous=prev_pl)
             prev, prev_pl = os.path.join(run, "last.pt"), os.path.join(run, "pseudo_labels.json")
-    if args.oracle:
+    if args.oracle and not args.plain_only:
         run = os.path.join(base, "oracle")
         steps += semi_steps(f"{label}, oracle", sets, init, os.path.join(run, "pseudo_labels.json"), run,
                             pl_script="benchmarks/oracle_labels.py")
@@ -181,7 +185,7 @@ def gap_closed(rows, row):
 
 def probe(args, preset):
     """The nearest-prototype probe's accuracy (%) on a preset's split; None before its data exists."""
-    cfg = load_config(args.config, preset_sets(preset, args.ratio) + args.set)
+    cfg = load_config(preset_config(preset, args.config), preset_sets(preset, args.ratio) + args.set)
     if not os.path.exists(cfg["dataset"]["annotation_file"]):
         return None
     return 100 * probe_accuracy(cfg)["accuracy"]
@@ -240,6 +244,8 @@ def parse_args(argv=None):
     parser.add_argument("--plain", nargs="*", choices=["labeled", "full"], default=None,
                         help="also the plain ActionFormer detector: on the labeled videos, on every training "
                              "video (100%% labeled), or both (the flag alone)")
+    parser.add_argument("--plain-only", action="store_true",
+                        help="only the plain detector's runs (--plain's), to calibrate a preset")
     parser.add_argument("--check", nargs="+", default=["default"], help="variants whose rounds must beat supervised")
     parser.add_argument("--out", default="outputs/presets")
     parser.add_argument("--device", default="auto")
@@ -262,11 +268,11 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     for preset in args.presets:  # every override is valid before hours of training start
-        load_config(args.config, preset_sets(preset, args.ratio) + args.set
+        load_config(preset_config(preset, args.config), preset_sets(preset, args.ratio) + args.set
                     + sum((variant_overrides(v)[0] for v in args.variant_sets.values()), []))
     if not args.report:
         for preset in args.presets:  # each preset's dataset and splits, where the stages read them
-            make_data(load_config(args.config, preset_sets(preset, args.ratio) + args.set))
+            make_data(load_config(preset_config(preset, args.config), preset_sets(preset, args.ratio) + args.set))
         runner = Runner(args, None, None)
         cells = [cell_steps(args, p, s) for s in args.seeds for p in args.presets]
         runner.total_runs = len({step[3] for c in cells for step in c if not os.path.exists(step[3])})

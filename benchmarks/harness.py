@@ -18,6 +18,7 @@ sys.path.insert(0, ROOT)
 from common.config import atomic_write_text  # noqa: E402
 from common.relabel import class_prototypes, pooled_actions  # noqa: E402
 from common.stage import labeled_ids, load_data, unlabeled_ids  # noqa: E402
+from synthetic.anet_like import ANET_PRESETS  # noqa: E402
 from synthetic.thumos_like import PRESETS  # noqa: E402
 
 
@@ -208,16 +209,25 @@ def shown_columns(thresholds, anet):
 
 # ---------------------------------------------------------------- the embedded dataset's presets
 
-PRESET_NAMES = ["small"] + list(PRESETS)
+PRESET_NAMES = ["small"] + list(PRESETS) + list(ANET_PRESETS)
+ANET_CONFIG = "configs/anet_synthetic.yaml"  # the config of every ActivityNet-like preset
+
+
+def preset_config(preset, config):
+    """The config a preset runs with: `config` for the THUMOS-like ones, ANET_CONFIG for the
+    ActivityNet-like ones (class-agnostic, ActivityNet's thresholds)."""
+    return ANET_CONFIG if preset in ANET_PRESETS else config
 
 
 def preset_sets(preset, ratio=10):
-    """Overrides that point the default config at a preset's data and its split."""
+    """Overrides that point the preset's config at its data and its split (and, for an ActivityNet-like
+    preset, its video-level scores)."""
     root = f"data/synthetic_{preset}"
     return [f"dataset.synthetic_size={preset}", f"dataset.name=synthetic-{preset}",
             f"dataset.annotation_file={root}/annotations.json", f"dataset.feature_dir={root}/features",
             f"dataset.labeled_split={root}/splits/labeled_{ratio}pct.txt",
-            f"dataset.unlabeled_split={root}/splits/unlabeled_{ratio}pct.txt"]
+            f"dataset.unlabeled_split={root}/splits/unlabeled_{ratio}pct.txt"] + (
+        [f"dataset.video_scores={root}/video_scores.json"] if preset in ANET_PRESETS else [])
 
 
 # ---------------------------------------------------------------- the raw features' probe

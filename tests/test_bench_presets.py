@@ -147,3 +147,15 @@ def test_paper_variant_is_the_papers_recipe():
     for section, values in RECIPES["paper"].items():
         assert {k: cfg[section][k] for k in values} == values
     assert cfg["pseudo"]["relabel"] == "none" and cfg["semi"]["beta"] == 2.0
+
+
+def test_activitynet_like_presets_run_with_their_config_and_plain_only_calibrates(tmp_path):
+    args = bp.parse_args(["--presets", "anet_hard", "--seeds", "0", "--plain", "--plain-only", "--out", str(tmp_path)])
+    steps = bp.cell_steps(args, "anet_hard", 0)
+    assert [s[0] for s in steps] == ["anet_hard, seed 0, plain"] * 2 + ["anet_hard, seed 0, plain_full"] * 2
+    first = steps[0][2]
+    assert first[first.index("--config") + 1] == "configs/anet_synthetic.yaml"
+    assert "dataset.video_scores=data/synthetic_anet_hard/video_scores.json" in first
+    thumos = bp.args_of(args, "relu", 0)
+    assert thumos[thumos.index("--config") + 1] == "configs/default.yaml"
+    assert not any("video_scores" in a for a in thumos)
