@@ -15,7 +15,6 @@ Example:
 """
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]  # from anywhere
 from common.metrics import compute_map  # noqa: E402
-from harness import PY3_REWRITES  # noqa: E402
+from harness import exit_on_mismatch, rewrite_official, timed  # noqa: E402
 
 THRESHOLDS = {"ActivityNet": np.linspace(0.5, 0.95, 10), "THUMOS14": np.array([0.3, 0.4, 0.5, 0.6, 0.7])}
 TOLERANCE = 1e-6
@@ -50,11 +49,7 @@ def parse_args(argv=None):
 
 def load_official(folder, tmp):
     """Import ANETdetection from a Python-3 rewrite of the official files, written into tmp."""
-    for name in ("eval_detection.py", "utils.py"):
-        text = (folder / name).read_text()
-        for pattern, repl in PY3_REWRITES:
-            text = re.sub(pattern, repl, text, flags=re.MULTILINE)
-        (tmp / name).write_text(text)
+    rewrite_official(folder, tmp, ("eval_detection.py", "utils.py"))
     # joblib would run each class in a worker process that cannot import the temporary copy; a serial
     # Parallel computes the same numbers.
     joblib = types.ModuleType("joblib")
@@ -146,15 +141,11 @@ def main(argv=None):
     # 2. Speed of compute_map alone on a larger set (CPU time too: wall time suffers on a busy machine).
     gt, preds = random_data(rng, args.bench_videos, args.bench_per_video, args.classes)
     n_preds = sum(len(items) for items in preds.values())
-    wall, cpu = time.perf_counter(), time.process_time()
-    compute_map(gt, preds, THRESHOLDS["ActivityNet"])
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = timed(compute_map, gt, preds, THRESHOLDS["ActivityNet"])
     print(f"\ncompute_map: {args.bench_videos} videos, {n_preds} predictions, {args.classes} classes, "
           f"10 thresholds: {wall:.2f} s wall, {cpu:.2f} s CPU")
 
-    print(f"\nmax |official - ours| over both threshold sets: {worst:.2e} (tolerance {TOLERANCE:.0e})")
-    if worst > TOLERANCE:
-        sys.exit(1)
+    exit_on_mismatch(worst, TOLERANCE, "official (both threshold sets)")
 
 
 if __name__ == "__main__":

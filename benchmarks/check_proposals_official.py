@@ -27,7 +27,6 @@ import random
 import re
 import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # run as a plain script from anywhere
 from common.metrics import PROPOSAL_TIOU, average_recall_curve, proposal_metrics  # noqa: E402
-from harness import PY3_REWRITES  # noqa: E402
+from harness import PY3_REWRITES, exit_on_mismatch, rewrite_official, timed  # noqa: E402
 
 TOLERANCE = 1e-9
 REWRITES = PY3_REWRITES + [(r"\bnp\.int\b", "int")]  # np.int was the builtin int
@@ -141,11 +140,7 @@ def parse_args(argv=None):
 
 def load_official(folder, tmp):
     """ANETproposal from a Python-3 rewrite of the official files written into tmp; None if it cannot run."""
-    for name in ("eval_proposal.py", "utils.py"):
-        text = (folder / name).read_text()
-        for pattern, repl in REWRITES:
-            text = re.sub(pattern, repl, text, flags=re.MULTILINE)
-        (tmp / name).write_text(text)
+    rewrite_official(folder, tmp, ("eval_proposal.py", "utils.py"), REWRITES)
     if "joblib" not in sys.modules:  # imported, never used by the proposal evaluation
         sys.modules["joblib"] = types.SimpleNamespace(Parallel=None, delayed=None)
     sys.path.insert(0, str(tmp))
@@ -228,15 +223,11 @@ def main(argv=None):
 
     # 3. Speed of proposal_metrics alone at ActivityNet's size.
     truth, proposals = timing_data(np.random.default_rng(0), args.bench_videos)
-    wall, cpu = time.perf_counter(), time.process_time()
-    proposal_metrics(truth, proposals)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = timed(proposal_metrics, truth, proposals)
     print(f"\nproposal_metrics: {args.bench_videos} videos, {100 * args.bench_videos} proposals: "
           f"{wall:.2f} s wall, {cpu:.2f} s CPU")
 
-    print(f"max |reference - ours|: {worst:.2e} (tolerance {TOLERANCE:.0e})")
-    if worst > TOLERANCE:
-        sys.exit(1)
+    exit_on_mismatch(worst, TOLERANCE, "reference")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ another's script (or a stage script, or a test).
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -248,6 +249,13 @@ def probe_accuracy(cfg):
             "classes_with_prototype": int(has.sum())}
 
 
+def timed(fn, *args):
+    """Wall and CPU seconds of fn(*args) (CPU time too: wall time suffers on a busy machine)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 # ---------------------------------------------------------------- the official ActivityNet code
 
 # Python 2 -> 3 rewrites the official files need; each pattern is applied to every line.
@@ -258,3 +266,19 @@ PY3_REWRITES = [
     (r"\bxrange\b", "range"),
     (r"\bnp\.float\b", "float"),  # removed from numpy; it was the builtin float
 ]
+
+
+def rewrite_official(folder, tmp, names, rewrites=PY3_REWRITES):
+    """Copy the official files `names` from `folder` into `tmp`, each line rewritten by `rewrites`."""
+    for name in names:
+        text = (folder / name).read_text()
+        for pattern, repl in rewrites:
+            text = re.sub(pattern, repl, text, flags=re.MULTILINE)
+        (tmp / name).write_text(text)
+
+
+def exit_on_mismatch(worst, tolerance, against):
+    """Print the largest difference from the official figures and exit 1 when it is over tolerance."""
+    print(f"\nmax |{against} - ours|: {worst:.2e} (tolerance {tolerance:.0e})")
+    if worst > tolerance:
+        sys.exit(1)

@@ -115,13 +115,18 @@ class LocalSelfAttention(nn.Module):
         out = torch.matmul(self.attn_drop(att), v_blk.transpose(-1, -2))    # (B, H, nb, size, d)
         return out.reshape(b, h, nb * size, d)[:, :, :t]
 
-    def forward(self, x, mask):
+    def project(self, x, mask):
+        """Queries, keys and values split into heads (B, H, T, d), the keys' mask and the output's."""
         q, out_mask = self.q_conv(x, mask)
         k, kv_mask = self.k_conv(x, mask)
         v, _ = self.v_conv(x, mask)
         q = self._heads(self.q_proj(self.q_norm(q)))
         k = self._heads(self.k_proj(self.k_norm(k)))
         v = self._heads(self.v_proj(self.v_norm(v)))
+        return q, k, v, kv_mask, out_mask
+
+    def forward(self, x, mask):
+        q, k, v, kv_mask, out_mask = self.project(x, mask)
         out = self._attend(q, k, v, kv_mask)                   # (B, H, T, d)
         b, h, t, d = out.shape
         out = out.transpose(2, 3).reshape(b, h * d, t)

@@ -10,12 +10,7 @@ from common.model import LocalSelfAttention, build_model, make_points
 
 def _naive_local_attention(attn, x, mask):
     """Full attention with a band mask |i - j| <= window // 2 over valid keys, one query at a time."""
-    q, out_mask = attn.q_conv(x, mask)
-    k, kv_mask = attn.k_conv(x, mask)
-    v, _ = attn.v_conv(x, mask)
-    q = attn._heads(attn.q_proj(attn.q_norm(q)))
-    k = attn._heads(attn.k_proj(attn.k_norm(k)))
-    v = attn._heads(attn.v_proj(attn.v_norm(v)))
+    q, k, v, kv_mask, out_mask = attn.project(x, mask)  # the projections are shared; the attention is not
     b, h, t, d = q.shape
     out = torch.zeros_like(q)
     for bi in range(b):
