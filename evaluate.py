@@ -137,12 +137,11 @@ def main(argv=None):
 
     # 2. Predictions: run the checkpoint, or read a results file.
     proposals = None  # a class-agnostic detector's own; otherwise every prediction is one
-    namer = class_namer(cfg, classes)  # its kind; with a checkpoint also the classifier's scores, below
+    ids = eval_ids(cfg, videos) if args.checkpoint else None
+    namer = class_namer(cfg, classes, ids)  # with a checkpoint, every test video's scores where they name the classes
     if args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
-        cfg = config_with_model_of(cfg, ckpt, args.checkpoint)
-        ids = eval_ids(cfg, videos)
-        namer = class_namer(cfg, classes, ids)  # every test video's scores, checked now where they name the classes
+        cfg = config_with_model_of(cfg, ckpt, args.checkpoint)  # replaces the model section only
         device = device_of(args)  # under torchrun each process predicts its share of the videos
         model = build_detector(cfg, classes, device)
         load_weights(model, ckpt, args.checkpoint)

@@ -47,7 +47,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from harness import PRESET_NAMES, Runner, mean_std, preset_config, preset_sets, probe_accuracy  # noqa: E402
+from harness import ALL_PRESETS, PRESET_NAMES, Runner, mean_std, preset_config, preset_sets, probe_accuracy  # noqa: E402
 from synthetic.make import make_data  # noqa: E402
 from synthetic.thumos_like import HELD_OUT  # noqa: E402
 
@@ -232,7 +232,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("--config", default="configs/default.yaml")
-    parser.add_argument("--presets", nargs="+", choices=PRESET_NAMES, default=PRESET_NAMES)
+    parser.add_argument("--presets", nargs="+", choices=ALL_PRESETS, default=PRESET_NAMES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ratio", type=int, default=10, help="labeled percentage (10, 20, 40 or 60)")
     parser.add_argument("--variants", nargs="+", default=["default", "paper"],
@@ -253,6 +253,8 @@ def parse_args(argv=None):
                         help="override for every run (part of no run's name: use a new --out)")
     parser.add_argument("--report", action="store_true", help="the tables from the runs found, run nothing")
     args = parser.parse_args(argv)
+    if args.plain_only and args.plain is None:  # calibrating: both plain runs unless --plain names one
+        args.plain = []
     args.variant_sets = dict(VARIANTS)
     for text in args.variant:
         name, _, sets = text.partition("=")

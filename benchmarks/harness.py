@@ -163,7 +163,7 @@ class Runner:
                                               "--no-per-class"], metrics, os.path.join(run, "evaluate.log"))
 
     def estimate_seconds(self, script, ratio):
-        """Rough cost of one step, from iteration counts and this machine's measured speeds (README)."""
+        """Rough cost of one step, from iteration counts and this machine's measured speeds (docs/results.md)."""
         cfg, n_lab, n_unlab, n_eval = self.cfg, *self.sizes(ratio)
         epochs = lambda sec: sec["epochs"] + sec["warmup_epochs"]  # noqa: E731
         if script == "pretrain_acp.py":
@@ -178,7 +178,7 @@ class Runner:
 
 
 # Seconds per iteration (batch of 2 videos; ACP 4) and per predicted video of the embedded default
-# config on an idle 2-core CPU (README, "Measured"), plus a process start. Only the estimate uses them.
+# config on an idle 2-core CPU (docs/results.md), plus a process start. Only the estimate uses them.
 SPEED = {"supervised": 0.2, "acp": 0.3, "semi": 0.5, "predict": 0.15, "start": 5.0}
 
 
@@ -210,7 +210,8 @@ def shown_columns(thresholds, anet):
 
 # ---------------------------------------------------------------- the embedded dataset's presets
 
-PRESET_NAMES = ["small"] + list(PRESETS) + list(ANET_PRESETS)
+PRESET_NAMES = ["small"] + list(PRESETS)  # the THUMOS-like ones, which the benchmarks run by default
+ALL_PRESETS = PRESET_NAMES + list(ANET_PRESETS)  # with the ActivityNet-like ones, run when named
 ANET_CONFIG = "configs/anet_synthetic.yaml"  # the config of every ActivityNet-like preset
 
 

@@ -118,7 +118,7 @@ def clip_gradients(model, max_norm):
     clips its detector's alone). Clipped together, the ICD's gradient, which never reaches the
     detector, shrank the detector's steps whenever the sum was clipped: ours trained below the
     ActionFormer package in each of six seeds on `hard` at 10% (by 0.2 to 1.7 points), and level with
-    it once clipped apart (README, "Side by side with ActionFormer")."""
+    it once clipped apart (docs/results.md, "Side by side with ActionFormer")."""
     groups = {}
     for name, p in model.named_parameters():  # the plain model: DDP wraps only the loss (distribute_loss)
         if p.grad is not None:

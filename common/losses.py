@@ -146,7 +146,7 @@ def uncertain_background(cls_targets, cfg, points=None, uncertain=None):
     background. semi.background chooses what is background there:
       all        every point (the paper's reading): returns None;
       rejected   every point outside the predictions pseudo_label.py rejected (the file's "rejected"
-                 list: candidates, EAP's removals, other classes), which take no part: fixed by the
+                 list: candidates, EAP's removals, duplicates), which take no part: fixed by the
                  file, so what is left out can be read and edited, and cannot drift while training.
     points: the (P, 4) points of make_points, concatenated; uncertain: per video, the (M, 2) grid
     segments of its rejected predictions (the batch's "uncertain").

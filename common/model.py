@@ -95,7 +95,7 @@ class LocalSelfAttention(nn.Module):
         """Each query over the keys within `half` steps of it, computed block by block: the queries
         of a block of S steps against the S + 2w keys around the block in one matrix product, the
         keys outside each query's own window masked. The same numbers as gathering each query's
-        2w + 1 keys, seven times faster on the CPU (README, performance): many small products
+        2w + 1 keys, seven times faster on the CPU (docs/results.md, "Performance"): many small products
         become a few large ones."""
         b, h, t, d = q.shape
         w, size = self.half, self.block

@@ -3,7 +3,7 @@
 Not in the paper. A 10% detector finds where actions are far better than which class they are: on
 the preset benchmark 85% of its tau_pos positives overlap an action at tIoU >= 0.5 but only 43-55%
 carry that action's class, and the ICD's S_i (Eq. 10), which is meant to catch a wrong class, ranks
-the pseudo labels near chance (README, "What limits the round"). A nearest-prototype classifier on
+the pseudo labels near chance (docs/results.md, "What limits the round"). A nearest-prototype classifier on
 the input features is a stronger prior with so few labeled actions:
 
   x_i    = mean over the grid steps of instance i of (features - the video's median feature)

@@ -159,3 +159,11 @@ def test_activitynet_like_presets_run_with_their_config_and_plain_only_calibrate
     thumos = bp.args_of(args, "relu", 0)
     assert thumos[thumos.index("--config") + 1] == "configs/default.yaml"
     assert not any("video_scores" in a for a in thumos)
+
+
+def test_default_presets_are_the_thumos_like_ones_and_plain_only_implies_plain(tmp_path):
+    args = bp.parse_args(["--out", str(tmp_path)])
+    assert "anet_hard" not in args.presets and "relu" in args.presets  # anet presets only when named
+    calib = bp.parse_args(["--presets", "anet", "--seeds", "0", "--plain-only", "--out", str(tmp_path)])
+    assert [s[0].rsplit(", ", 1)[1] for s in bp.cell_steps(calib, "anet", 0)] == ["plain", "plain", "plain_full",
+                                                                                "plain_full"]
