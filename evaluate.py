@@ -22,12 +22,11 @@ Examples:
   python evaluate.py --config configs/default.yaml --predictions other_detector.json --proposals
 """
 import json
-import math
 import time
 
 from common.checkpoint import load_checkpoint
 from common.config import atomic_write_text
-from common.data import DataError, VideoDataset, id_forms, load_annotations
+from common.data import DataError, VideoDataset, id_forms, is_number, load_annotations
 from common.detect import to_results_json
 from common.distributed import is_main
 from common.metrics import compute_map, format_map_table, format_proposal_table, proposal_metrics
@@ -94,9 +93,9 @@ def _check_prediction(path, vid, i, p, names):
     label, score, seg = p["label"], p["score"], p["segment"]
     if not isinstance(label, str) or label not in names:
         raise DataError(f"{where}: label: {label!r} is not in the class list ({len(names)} classes)")
-    if not _is_number(score):
+    if not is_number(score):
         raise DataError(f"{where}: score: not a number: {score!r}")
-    if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(x) for x in seg)):
+    if not (isinstance(seg, list) and len(seg) == 2 and all(is_number(x) for x in seg)):
         raise DataError(f"{where}: segment: expected [start, end], got {seg!r}")
     if seg[1] < seg[0]:
         raise DataError(f"{where}: segment: reversed {seg}")
@@ -123,9 +122,6 @@ def ground_truth(cfg, classes):
           "(the official protocol clips and drops none)")
     return truth
 
-
-def _is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def main(argv=None):

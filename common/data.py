@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from common.config import atomic_write_text
+
 _ANNOTATION_KEYS = ("label", "segment", "label_id")     # what we interpret; the rest goes to extra
 _VIDEO_KEYS = ("subset", "duration", "fps", "annotations")
 
@@ -107,7 +109,8 @@ def unannotated(video):
 
 # ---------------------------------------------------------------- annotation files
 
-def _is_number(x):
+def is_number(x):
+    """A finite int or float (not a bool): every number a JSON input may hold."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -142,13 +145,13 @@ def _derive_classes(db):
         for ann in anns if isinstance(anns, list) else []:
             if isinstance(ann, dict) and isinstance(ann.get("label"), str):
                 lid = ann.get("label_id")
-                lid = lid if _is_number(lid) else math.inf
+                lid = lid if is_number(lid) else math.inf
                 first_id[ann["label"]] = min(first_id.get(ann["label"], math.inf), lid)
     return sorted(first_id, key=lambda name: (first_id[name], name))
 
 
 def _positive(path, vid, key, value):
-    if not _is_number(value) or value <= 0:
+    if not is_number(value) or value <= 0:
         raise data_error(path, f"expected a positive number, got {value!r}", vid, key)
     return float(value)
 
@@ -172,7 +175,7 @@ def _parse_annotation(path, vid, k, ann, index):
 
 def check_segment(path, vid, where, seg):
     """[start, end] in seconds -> (start, end) floats; DataError naming `where` otherwise."""
-    if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(_is_number, seg))):
+    if not (isinstance(seg, (list, tuple)) and len(seg) == 2 and all(map(is_number, seg))):
         raise data_error(path, f"expected [start, end] in seconds, got {seg!r}", vid, where)
     if seg[1] < seg[0]:
         raise data_error(path, f"reversed: end {seg[1]} < start {seg[0]}", vid, where)
@@ -314,16 +317,7 @@ def read_split(path, videos=None):
 
 def write_split(path, video_ids):
     """Write the ids sorted, one a line; atomically, so a reader never sees half a split."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write("".join(f"{vid}\n" for vid in sorted(set(video_ids))))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write_text(path, "".join(f"{vid}\n" for vid in sorted(set(video_ids))))
 
 
 def _greedy_cover(order, videos):

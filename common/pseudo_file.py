@@ -22,7 +22,7 @@ import json
 import numpy as np
 
 from common.config import atomic_write_text
-from common.data import _is_number, _read_json, check_segment, data_error, parse_database
+from common.data import is_number, _read_json, check_segment, data_error, parse_database
 from common.metrics import segment_tiou
 
 SCHEMA = "apl-pseudo-labels-v1"
@@ -117,7 +117,7 @@ def check_accepted(path, vid, where, start, end, duration, extra, index):
     if start < 0 or end > duration or end == start:
         raise data_error(path, f"[{start}, {end}] is outside the video [0, {duration}] or empty", vid, where + ".segment")
     for key in SCORE_KEYS:
-        if key in extra and extra[key] is not None and not _is_number(extra[key]):
+        if key in extra and extra[key] is not None and not is_number(extra[key]):
             raise data_error(path, f"expected a number, got {extra[key]!r}", vid, f"{where}.{key}")
     scores = extra.get("class_scores")
     if scores is None:
@@ -129,7 +129,7 @@ def check_accepted(path, vid, where, start, end, duration, extra, index):
         if name not in index:
             raise data_error(path, f"{name!r} is not in the class list ({len(index)} classes)", vid,
                              where + ".class_scores")
-        if not _is_number(p) or not 0 <= p <= 1:
+        if not is_number(p) or not 0 <= p <= 1:
             raise data_error(path, f"expected a probability in [0, 1], got {p!r}", vid, f"{where}.class_scores.{name}")
 
 
@@ -140,7 +140,7 @@ def check_rejected(path, vid, where, e):
         raise data_error(path, f"expected a label name, got {e.get('label')!r}", vid, where + ".label")
     check_segment(path, vid, where + ".segment", e.get("segment"))
     for key in SCORE_KEYS:
-        if e.get(key) is not None and not _is_number(e[key]):
+        if e.get(key) is not None and not is_number(e[key]):
             raise data_error(path, f"expected a number, got {e[key]!r}", vid, f"{where}.{key}")
 
 
@@ -176,7 +176,7 @@ def previous_round(path, classes):
     if not isinstance(taus, dict):
         raise data_error(path, "expected {video: tau_pos}, as pseudo_label.py writes it", where="meta.tau_pos")
     for vid, tau in taus.items():
-        if tau is not None and not _is_number(tau):
+        if tau is not None and not is_number(tau):
             raise data_error(path, f"expected a number or null, got {tau!r}", vid, "meta.tau_pos")
     entries = {vid: (v.get("annotations", []), v.get("rejected", [])) for vid, v in labels.database.items()}
     return {vid: (float("inf") if t is None else float(t)) for vid, t in taus.items()}, entries

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from common.config import atomic_write_text
-from common.data import _is_number, _read_json, data_error, id_forms
+from common.data import is_number, _read_json, data_error, id_forms
 
 
 def load_video_scores(path, classes, video_ids=None):
@@ -86,7 +86,7 @@ def _parse_entry(path, key, value, names, index):
         raise data_error(path, f"expected a list of class probabilities, got {_short(value)}", key, "results")
     out = np.zeros(len(index), dtype=np.float64)
     for name, p in pairs:
-        if not (_is_number(p) and p >= 0):  # json reads NaN and Infinity; _is_number refuses them
+        if not (is_number(p) and p >= 0):  # json reads NaN and Infinity; is_number refuses them
             raise data_error(path, f"expected a probability >= 0, got {p!r}", key, f"score of {name!r}")
         out[index[name]] = p
     return out

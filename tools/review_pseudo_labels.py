@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import pseudo_file  # noqa: E402
 from common.config import atomic_write_text  # noqa: E402
+from common.data import is_number  # noqa: E402
 from common.metrics import segment_tiou  # noqa: E402
 from common.stage import config_from_args, labeled_ids, load_data, make_parser, run_main  # noqa: E402
 
@@ -138,7 +139,7 @@ def file_classes(paths):
             for ann in anns if isinstance(anns, list) else []:
                 if isinstance(ann, dict) and isinstance(ann.get("label"), str):
                     lid = ann.get("label_id")
-                    lid = int(lid) if _number(lid) and lid == int(lid) and 0 <= lid < 100000 else math.inf
+                    lid = int(lid) if is_number(lid) and lid == int(lid) and 0 <= lid < 100000 else math.inf
                     first_id[ann["label"]] = min(first_id.get(ann["label"], math.inf), lid)
     slots, clashes = {}, []
     for name, lid in sorted(first_id.items(), key=lambda item: (item[1], item[0])):
@@ -157,10 +158,6 @@ def read_round(path, classes, dataset=None):
     return Round(path, labels.videos, rejected, labels.meta)
 
 
-def _number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def rejected_entry(e):
     """A rejected prediction, checked by the reader: drawn, never trained on, so its label need not
     be a class and a score may be missing."""
@@ -175,7 +172,7 @@ def class_pairs(entry):
     scores = entry.get("class_scores")
     if not isinstance(scores, dict):
         return ()
-    return tuple((name, p) for name, p in scores.items() if isinstance(name, str) and _number(p))
+    return tuple((name, p) for name, p in scores.items() if isinstance(name, str) and is_number(p))
 
 
 def detector_of(entry):
@@ -306,7 +303,7 @@ def tau_values(meta, vid):
     taus = meta.get("tau_pos")
     if not isinstance(taus, dict) or vid not in taus:
         return False, None
-    return True, taus[vid] if _number(taus[vid]) else None
+    return True, taus[vid] if is_number(taus[vid]) else None
 
 
 def histogram_svg(values, bins=20, width=340, height=70):
