@@ -124,10 +124,6 @@ def random_case(rng, integer, n_videos=None):
     return truth, proposals
 
 
-# ---------------------------------------------------------------- the official code
-
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--official", type=Path, help="folder holding the official eval_proposal.py and utils.py")

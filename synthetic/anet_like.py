@@ -60,7 +60,7 @@ from synthetic.thumos_like import (checked_params, class_groups, classifier_prob
 
 VERSION = "synthetic-anet-v1"
 SUBSETS = ("training", "validation")
-SPLIT_RATIOS = (10, 20, 40, 60)  # the paper's labeled ratios (Table 1); synthetic/make.py writes the same
+SPLIT_RATIOS = (10, 20, 40, 60)  # the paper's labeled ratios (Table 1); synthetic/make.py writes these too
 
 # ActivityNet v1.3 class names, in groups that look alike; classes are taken group by group.
 CLASS_GROUPS = (

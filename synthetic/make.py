@@ -19,11 +19,9 @@ import os
 
 from common.data import DataError, load_annotations, make_split, write_split
 from common.stage import config_from_args, make_parser, run_main
-from synthetic.anet_like import ANET_PRESETS, ensure_anet_dataset
+from synthetic.anet_like import ANET_PRESETS, SPLIT_RATIOS, ensure_anet_dataset
 from synthetic.thumos_like import SCORES_FILE, SIZES, ensure_dataset, ensure_video_scores
 
-# Labeled ratios of the paper's experiments (Table 1).
-SPLIT_RATIOS = (10, 20, 40, 60)
 # What dataset.synthetic_size may name (common/config.py keeps the same list, as common/ does not import this).
 SYNTHETIC_SIZES = (*SIZES, *ANET_PRESETS)
 
