@@ -117,7 +117,7 @@ DEFAULTS = {
         # MPP promotes a candidate when by: icd, S_i > threshold (Eq. 10); by: tiou, predicted tIoU >= threshold
         "mpp": {"by": "tiou", "threshold": 0.9},
         "relabel": "prototype",               # none: the detector's class | prototype: nearest labeled prototype
-        "video_prior": 0.0,                   # mu: prototype classes weighed by the video's vote (0: none; common/relabel.py)
+        "video_prior": 0.0,                   # mu: relabel prototype's classes weighed by the video's vote (0: none)
         "carry_over": "labels",               # with --previous: none | thresholds | labels
     },
     "semi": {
@@ -374,9 +374,6 @@ def check_values(cfg):
     prior = cfg["pseudo"]["video_prior"]
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 <= prior < float("inf"):
         raise ConfigError(f"config key pseudo.video_prior: expected a finite number >= 0, got {prior!r}")
-    if prior > 0 and cfg["pseudo"]["relabel"] != "prototype":
-        raise ConfigError(f"config key pseudo.video_prior: weighs pseudo.relabel prototype's classes, and "
-                          f"pseudo.relabel is {cfg['pseudo']['relabel']}; set it 0")
     if cfg["pseudo"]["relabel"] != "none" and dcfg["class_agnostic"]:
         raise ConfigError("config key pseudo.relabel: a class-agnostic detector's classes come from the video-level "
                           "classifier (dataset.class_agnostic: true), there is nothing to relabel; set it none")
