@@ -94,6 +94,14 @@ def test_mpp_rule_is_one_key():
         load_config(None, ["pseudo.mpp.by=S_i"])
 
 
+def test_video_prior_is_a_finite_weight():
+    assert load_config(None, ["pseudo.video_prior=2"])["pseudo"]["video_prior"] == 2.0
+    assert load_config(None, ["recipe=paper", "pseudo.video_prior=4"])["pseudo"]["video_prior"] == 4.0  # read by prototype only
+    for bad in ("-1", ".inf", ".nan"):
+        with pytest.raises(ConfigError, match=f"config key pseudo.video_prior: expected a finite number >= 0, got"):
+            load_config(None, [f"pseudo.video_prior={bad}"])
+
+
 def test_int_may_stand_for_float_and_scientific_strings_are_numbers():
     assert parse_override("train.lr=5e-4") == {"train": {"lr": 5e-4}}
     assert load_config(None, ["train.lr=1"])["train"]["lr"] == 1.0

@@ -38,10 +38,29 @@ def test_prototypes_and_nearest_listed_class_by_hand():
     assert nearest_listed(feats, listed, [2, 1, 0, 0], protos, has).tolist() == [0, 2, 0, 2]
 
 
-def _relabelled(chain, tmp_path, relabel):  # noqa: F811
+def test_video_prior_by_hand():
+    """pseudo.video_prior: T = 0.05. Prototypes [1, 0] (class 0) and [0, 1] (class 2); one video's
+    predictions a = [1, 0.9] and b = c = [0, 1], each listing classes 0 and 2."""
+    protos, has = class_prototypes([[1.0, 0.0], [0.0, 1.0]], [0, 2], 3)
+    feats, listed, own = [[1.0, 0.9], [0.0, 1.0], [0.0, 1.0]], [[0, 2], [2, 0], [2, 0]], [1, 1, 1]
+    # a: cos 0.7433 / 0.6690 -> logits 14.866 / 13.379 -> softmax w = (0.8156, 0.1844); b, c: w = (0, 1).
+    # Equal scores: q = (0.8156, 2.1844) / 3 = (0.2719, 0.7281).
+    # mu 1: a's class 0 scores 14.866 + log(0.2729) = 13.567, class 2 13.379 + log(0.7291) = 13.063: 0 stays.
+    assert nearest_listed(feats, listed, own, protos, has, [1, 1, 1], 1.0).tolist() == [0, 2, 2]
+    # mu 4: 14.866 + 4 log(0.2729) = 9.671 against 13.379 + 4 log(0.7291) = 12.116: the video's class wins.
+    assert nearest_listed(feats, listed, own, protos, has, [1, 1, 1], 4.0).tolist() == [2, 2, 2]
+    # a scored 10, b and c 1: q = (8.156, 3.844) / 12 = (0.6796, 0.3204) and a keeps class 0
+    # (14.866 + 4 log(0.6806) = 13.327 > 13.379 + 4 log(0.3214) = 8.839); b: 20 + 4 log(0.3214) = 15.46
+    # for class 2 against 0 + 4 log(0.6806) = -1.54.
+    assert nearest_listed(feats, listed, own, protos, has, [10, 1, 1], 4.0).tolist() == [0, 2, 2]
+    # mu 0 is the prototypes alone, whatever the scores
+    assert nearest_listed(feats, listed, own, protos, has, [1, 1, 1], 0.0).tolist() == [0, 2, 2]
+
+
+def _relabelled(chain, tmp_path, relabel, prior=0):  # noqa: F811
     """The chain's supervised detector's pseudo-label file with pseudo.relabel=relabel: (path, data)."""
-    path = tmp_path / "pl.json"
-    pseudo_label.main(_args(chain["sets"] + [f"pseudo.relabel={relabel}"]) + [
+    path = tmp_path / f"pl{prior}.json"
+    pseudo_label.main(_args(chain["sets"] + [f"pseudo.relabel={relabel}", f"pseudo.video_prior={prior}"]) + [
         "--checkpoint", str(chain["out"] / "sup" / "last.pt"), "--out", str(path)])
     data = json.load(open(path))
     assert data["meta"]["relabel"] == relabel
@@ -78,6 +97,16 @@ def test_relabelled_file(chain, tmp_path):  # noqa: F811
                 assert target[classes.index(a["label"])] == 1.0 and target.sum() == 1.0
                 relabelled += 1
     assert relabelled > 0
+
+
+def test_video_prior_in_the_file(chain, tmp_path):  # noqa: F811
+    """A strong video prior gathers each video's listed predictions on fewer classes than the prototypes alone."""
+    def classes_per_video(data):
+        return [len({e["label"] for e in v["annotations"] + v["rejected"]}) for v in data["database"].values()]
+    alone, voted = _relabelled(chain, tmp_path, "prototype")[1], _relabelled(chain, tmp_path, "prototype", 50)[1]
+    assert voted["meta"]["video_prior"] == 50
+    assert all(v <= a for v, a in zip(classes_per_video(voted), classes_per_video(alone)))
+    assert sum(classes_per_video(voted)) < sum(classes_per_video(alone))
 
 
 def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
