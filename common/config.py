@@ -117,7 +117,7 @@ DEFAULTS = {
         # MPP promotes a candidate when by: icd, S_i > threshold (Eq. 10); by: tiou, predicted tIoU >= threshold
         "mpp": {"by": "tiou", "threshold": 0.9},
         "relabel": "prototype",               # none: the detector's class | prototype: nearest labeled prototype
-        "video_prior": 0.0,                   # mu: relabel prototype's classes weighed by the video's vote (0: none)
+        "video_prior": 4.0,                   # mu: relabel prototype's classes weighed by the video's vote (0: none)
         "carry_over": "labels",               # with --previous: none | thresholds | labels
     },
     "semi": {

@@ -66,8 +66,9 @@ def class_prototypes(feats, labels, num_classes):
 
 
 # The video prior's softmax temperature and the floor under log q_v: T chosen among 0.05 / 0.1 / 0.2
-# with mu among 1 / 2 / 4 / 8 on relu and lean (their worse, three seeds), by the class accuracy of
-# round 1's well-placed pseudo labels (docs/config_history.md, pseudo.video_prior).
+# with mu among 1 / 2 / 4 / 8 on relu and lean (the worse of them, three seeds) by the class accuracy
+# of round 1's well-placed pseudo labels, then mu 4 measured through two rounds
+# (docs/config_history.md, pseudo.video_prior).
 PRIOR_TEMPERATURE = 0.05
 PRIOR_FLOOR = 1e-3
 

@@ -95,6 +95,7 @@ def test_mpp_rule_is_one_key():
 
 
 def test_video_prior_is_a_finite_weight():
+    assert load_config(None)["pseudo"]["video_prior"] == 4.0 and load_config(None, ["recipe=paper"])["pseudo"]["video_prior"] == 0.0
     assert load_config(None, ["pseudo.video_prior=2"])["pseudo"]["video_prior"] == 2.0
     assert load_config(None, ["recipe=paper", "pseudo.video_prior=4"])["pseudo"]["video_prior"] == 4.0  # read by prototype only
     for bad in ("-1", ".inf", ".nan"):
