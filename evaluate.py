@@ -123,7 +123,6 @@ def ground_truth(cfg, classes):
     return truth
 
 
-
 def main(argv=None):
     args = parse_args(argv)
     # 1. Config and the ground truth of the evaluation subset, as the official code reads it.

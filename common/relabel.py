@@ -81,21 +81,19 @@ def nearest_listed(feats, listed, labels, protos, has, scores=None, video_prior=
     sims = _unit(np.asarray(feats, dtype=np.float64)) @ protos.T           # (N, C)
     listed = np.asarray(listed, dtype=np.int64).reshape(len(sims), -1)
     out = np.asarray(labels, dtype=np.int64).copy()
-    usable = [listed[n][has[listed[n]]] for n in range(len(sims))]
+    usable = [(n, listed[n][has[listed[n]]]) for n in range(len(sims))]
+    usable = [(n, classes, sims[n, classes] / PRIOR_TEMPERATURE) for n, classes in usable if classes.size]
     prior = np.zeros(protos.shape[0])
     if video_prior > 0:
         weights = np.ones(len(sims)) if scores is None else np.asarray(scores, dtype=np.float64)
         vote = np.zeros(protos.shape[0])
-        for n, classes in enumerate(usable):
-            if classes.size:
-                logits = sims[n, classes] / PRIOR_TEMPERATURE
-                w = np.exp(logits - logits.max())
-                np.add.at(vote, classes, weights[n] * w / w.sum())
+        for n, classes, logits in usable:
+            w = np.exp(logits - logits.max())
+            np.add.at(vote, classes, weights[n] * w / w.sum())
         if vote.sum() > 0:
             prior = video_prior * np.log(vote / vote.sum() + PRIOR_FLOOR)
-    for n, classes in enumerate(usable):
-        if classes.size:
-            out[n] = classes[int(np.argmax(sims[n, classes] / PRIOR_TEMPERATURE + prior[classes]))]
+    for n, classes, logits in usable:
+        out[n] = classes[int(np.argmax(logits + prior[classes]))]
     return out
 
 

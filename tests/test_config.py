@@ -99,7 +99,7 @@ def test_video_prior_is_a_finite_weight():
     assert load_config(None, ["pseudo.video_prior=2"])["pseudo"]["video_prior"] == 2.0
     assert load_config(None, ["recipe=paper", "pseudo.video_prior=4"])["pseudo"]["video_prior"] == 4.0  # read by prototype only
     for bad in ("-1", ".inf", ".nan"):
-        with pytest.raises(ConfigError, match=f"config key pseudo.video_prior: expected a finite number >= 0, got"):
+        with pytest.raises(ConfigError, match="config key pseudo.video_prior: expected a finite number >= 0, got"):
             load_config(None, [f"pseudo.video_prior={bad}"])
 
 
