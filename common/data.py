@@ -124,7 +124,8 @@ def _unique_keys(pairs):
     return out
 
 
-def _read_json(path):
+def read_json(path):
+    """A JSON file whose every object has unique keys; a one-line error naming the file otherwise."""
     try:
         with open(path) as f:
             return json.load(f, object_pairs_hook=_unique_keys)
@@ -250,7 +251,7 @@ def load_annotations(path, classes=None, default_fps=None, as_given=False):
     reads ground truth: evaluation must count the segments training cannot use. Pseudo-label files
     are read by common/pseudo_file.py, through parse_database, and strictly.
     """
-    return parse_database(path, _read_json(path), classes, default_fps, as_given)
+    return parse_database(path, read_json(path), classes, default_fps, as_given)
 
 
 def parse_database(path, data, classes=None, default_fps=None, as_given=False):

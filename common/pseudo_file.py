@@ -22,7 +22,7 @@ import json
 import numpy as np
 
 from common.config import atomic_write_text
-from common.data import is_number, _read_json, check_segment, data_error, parse_database
+from common.data import check_segment, data_error, is_number, parse_database, read_json
 from common.metrics import segment_tiou
 
 SCHEMA = "apl-pseudo-labels-v1"
@@ -93,7 +93,7 @@ def read(path, classes=None, dataset=None):
     class: it is never trained on). dataset {"videos", "labeled", "train_subset"}: each video also an
     unlabeled training video of the dataset, of its duration (pseudo labels on an evaluation video
     would leak it into training). classes None: the file's labels ordered by label_id."""
-    data = _read_json(path)
+    data = read_json(path)
     videos, classes = parse_database(path, data, classes, as_given=True)
     if not videos:  # a file without videos leaves semi-supervised training nothing
         raise data_error(path, "holds no video", where="database")

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from common.config import atomic_write_text
-from common.data import is_number, _read_json, data_error, id_forms
+from common.data import data_error, id_forms, is_number, read_json
 
 
 def load_video_scores(path, classes, video_ids=None):
@@ -26,7 +26,7 @@ def load_video_scores(path, classes, video_ids=None):
     with or without the "v_" prefix; None returns every video of the file under the file's ids.
     Every entry of the file is checked, also those of videos not asked for.
     """
-    data = _read_json(path)
+    data = read_json(path)
     results = data.get("results") if isinstance(data, dict) else None
     if results is None:
         raise data_error(path, 'missing "results" object (video id -> class probabilities)')
