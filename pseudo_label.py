@@ -92,26 +92,6 @@ def refine(status, icd, mode, pcfg, pred):
     return accepted, reason
 
 
-def floor(decisions, results, least):
-    """pseudo.min_per_video (not in the paper): a video that accepted fewer than `least` pseudo labels
-    accepts its best-scored listed predictions (candidates and those EAP removed, all above tau_neg)
-    up to `least`, reason "floor". Rests on the benchmarks' layout, not on the features: every
-    training video of THUMOS14 and of ActivityNet v1.3 holds at least one action (checked on the
-    annotation files), so a video's best prediction is more often an action than the rest."""
-    raised = 0
-    for vid, (accepted, reason, icd) in decisions.items():
-        listed = np.flatnonzero(np.isin(reason, ("candidate", "eap")))
-        missing = min(least - int(accepted.sum()), listed.size)
-        if missing <= 0:
-            continue
-        best = listed[np.argsort(-results[vid]["scores"][listed], kind="stable")[:missing]]
-        accepted, reason = accepted.copy(), reason.astype(object)
-        accepted[best], reason[best] = True, "floor"
-        decisions[vid] = (accepted, reason.astype(str), icd)
-        raised += missing
-    return raised
-
-
 def thresholds(results, pcfg):
     """tau_pos per video, from its own joint scores (Eq. 6)."""
     return {vid: adaptive_threshold(r["scores"], pcfg["tau_neg"], pcfg["pos_std"]) for vid, r in results.items()}
@@ -259,7 +239,6 @@ def main(argv=None):
         taus = carried_thresholds(taus, previous[0])
     decisions = {vid: (*refine(initial_status(r, pcfg, taus[vid]), icd[vid], pcfg["icd"], pcfg, r), icd[vid])
                  for vid, r in results.items()}
-    floored = floor(decisions, results, pcfg["min_per_video"])
     detected, relabelled = results, 0
     if pcfg["relabel"] == "prototype":
         results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
@@ -268,7 +247,7 @@ def main(argv=None):
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])
     counts = {"videos": len(ids), "positive": int((reasons == "positive").sum()),
-              "mined": int((reasons == "mined").sum()), "floor": floored, "removed_eap": int((reasons == "eap").sum()),
+              "mined": int((reasons == "mined").sum()), "removed_eap": int((reasons == "eap").sum()),
               "candidate": int((reasons == "candidate").sum()), "below_tau_neg": int((reasons == "below_tau_neg").sum())}
     if pcfg["relabel"] != "none":
         counts.update(relabelled=relabelled, duplicate=int((reasons == "duplicate").sum()))
@@ -281,10 +260,9 @@ def main(argv=None):
     if carry == "labels":
         counts["previous_round"], counts["previous_rejected"] = carry_labels(content["database"], previous[1])
     pseudo_file.write(args.out, content)
-    kept = counts["positive"] + counts["mined"] + floored + counts.get("previous_round", 0)
+    kept = counts["positive"] + counts["mined"] + counts.get("previous_round", 0)
     print(f"wrote {args.out}: {kept} pseudo labels on {len(ids)} videos "
           f"({counts['positive']} positive, {counts['mined']} mined by MPP, "
-          + (f"{floored} raising a video to pseudo.min_per_video, " if pcfg["min_per_video"] else "")
           + (f"{counts['previous_round']} kept from the previous round, " if carry == "labels" else "")
           + f"{counts['removed_eap']} removed by EAP, {counts['candidate']} candidates left out"
           + (f", {counts['previous_rejected']} of the previous round's" if carry == "labels" else "") + ")")
@@ -295,7 +273,7 @@ def main(argv=None):
     # 5. Quality against the unlabeled videos' ground truth, when the annotation file gives it
     # (benchmarks): read here only, after the file is written.
     if any(len(annotated[v].labels) for v in ids):
-        written = carry == "labels" or pcfg["relabel"] != "none" or floored > 0
+        written = carry == "labels" or pcfg["relabel"] != "none"
         print(pseudo_file.format_quality(pseudo_file.quality_table(
             fig3c_selections(detected, icd, pcfg, taus), annotated, content["database"] if written else None, classes)))
     else:

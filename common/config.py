@@ -119,7 +119,6 @@ DEFAULTS = {
         "relabel": "prototype",               # none: the detector's class | prototype: nearest labeled prototype
         "video_prior": 4.0,                   # mu: relabel prototype's classes weighed by the video's vote (0: none)
         "carry_over": "labels",               # with --previous: none | thresholds | labels
-        "min_per_video": 0,                   # a video with fewer pseudo labels takes its best listed ones (0: none)
     },
     "semi": {
         "beta": 1.0,                          # weight of the unlabeled loss, Eq. (12) (the paper: 2)
@@ -156,7 +155,6 @@ RECIPES = {
             "icd": "both", "mpp": {"by": "icd", "threshold": 0.7},     # EAP and MPP by S_i (Eq. 10)
             "relabel": "none", "video_prior": 0.0,                     # the detector's own classes
             "carry_over": "none",                                      # one round, selected afresh
-            "min_per_video": 0,                                        # no floor
         },
         "semi": {
             "beta": 2.0,                                               # Eq. (12)
@@ -376,9 +374,6 @@ def check_values(cfg):
     prior = cfg["pseudo"]["video_prior"]
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 <= prior < float("inf"):
         raise ConfigError(f"config key pseudo.video_prior: expected a finite number >= 0, got {prior!r}")
-    least = cfg["pseudo"]["min_per_video"]
-    if isinstance(least, bool) or not isinstance(least, int) or least < 0:
-        raise ConfigError(f"config key pseudo.min_per_video: expected an integer >= 0, got {least!r}")
     if cfg["pseudo"]["relabel"] != "none" and dcfg["class_agnostic"]:
         raise ConfigError("config key pseudo.relabel: a class-agnostic detector's classes come from the video-level "
                           "classifier (dataset.class_agnostic: true), there is nothing to relabel; set it none")

@@ -103,15 +103,6 @@ def test_video_prior_is_a_finite_weight():
             load_config(None, [f"pseudo.video_prior={bad}"])
 
 
-def test_min_per_video_is_a_count():
-    assert load_config(None)["pseudo"]["min_per_video"] == 0 and load_config(None, ["recipe=paper"])["pseudo"]["min_per_video"] == 0
-    assert load_config(None, ["pseudo.min_per_video=2"])["pseudo"]["min_per_video"] == 2
-    with pytest.raises(ConfigError, match="config key pseudo.min_per_video: expected an integer >= 0, got -1"):
-        load_config(None, ["pseudo.min_per_video=-1"])
-    with pytest.raises(ConfigError, match="config key pseudo.min_per_video: expected int, got 1.5"):
-        load_config(None, ["pseudo.min_per_video=1.5"])
-
-
 def test_int_may_stand_for_float_and_scientific_strings_are_numbers():
     assert parse_override("train.lr=5e-4") == {"train": {"lr": 5e-4}}
     assert load_config(None, ["train.lr=1"])["train"]["lr"] == 1.0

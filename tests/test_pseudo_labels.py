@@ -68,43 +68,6 @@ def test_mpp_by_predicted_tiou_by_hand():
     assert pseudo_label.refine(status, icd, "both", PCFG, pred)[0].tolist() == [True, False, False, False, True, False]
 
 
-def test_floor_raises_each_video_to_its_best_listed_predictions_by_hand():
-    # a: nothing accepted; EAP removed the 0.5 and 0.4 (listed), 0.3 is a candidate, 0.1 below tau_neg.
-    # b: one accepted already. c: nothing listed at all. With min_per_video 1, a takes its best
-    # listed prediction (0.5, EAP-removed), b and c are left as they are; with 2, a takes 0.5 and
-    # 0.4, b its best candidate (0.35, not the accepted 0.8 again), c still nothing.
-    def decisions():
-        return {"a": (np.array([False, False, False, False]), np.array(["candidate", "eap", "eap", "below_tau_neg"]), 0),
-                "b": (np.array([True, False, False]), np.array(["positive", "candidate", "candidate"]), 0),
-                "c": (np.array([False]), np.array(["below_tau_neg"]), 0)}
-    results = {"a": {"scores": np.array([0.3, 0.5, 0.4, 0.1])}, "b": {"scores": np.array([0.8, 0.2, 0.35])},
-               "c": {"scores": np.array([0.1])}}
-    one = decisions()
-    assert pseudo_label.floor(one, results, 1) == 1
-    assert one["a"][0].tolist() == [False, True, False, False]
-    assert one["a"][1].tolist() == ["candidate", "floor", "eap", "below_tau_neg"]
-    assert one["b"][0].tolist() == [True, False, False] and one["c"][0].tolist() == [False]
-    two = decisions()
-    assert pseudo_label.floor(two, results, 2) == 3
-    assert two["a"][0].tolist() == [False, True, True, False] and two["b"][0].tolist() == [True, False, True]
-    assert two["b"][1].tolist() == ["positive", "candidate", "floor"] and two["c"][1].tolist() == ["below_tau_neg"]
-    none = decisions()
-    assert pseudo_label.floor(none, results, 0) == 0 and not none["a"][0].any()
-
-
-def test_floor_writes_every_listed_video_a_pseudo_label(chain, tmp_path):
-    out, sets = chain["out"], chain["sets"]
-    data = json.load(open(pseudo_label.main(_args(sets + ["pseudo.min_per_video=1", "pseudo.icd=eap", "pseudo.tau_icd=0.99"]) + [
-        "--checkpoint", str(out / "sup" / "last.pt"), "--out", str(tmp_path / "pl.json")])))
-    floored = [a for v in data["database"].values() for a in v["annotations"] if a["origin"] == "floor"]
-    assert data["meta"]["min_per_video"] == 1 and data["meta"]["counts"]["floor"] == len(floored) > 0
-    for v in data["database"].values():  # every video with a listed prediction holds a pseudo label
-        assert v["annotations"] or not v["rejected"]
-        if any(a["origin"] == "floor" for a in v["annotations"]):  # its best one, over every rejected
-            assert max(a["score"] for a in v["annotations"]) >= max([r["score"] for r in v["rejected"]] + [0])
-    _trained_on(chain, str(tmp_path / "pl.json"), "soft")  # the written file reads back strictly
-
-
 @pytest.mark.parametrize("sets, message", [
     (["pseudo.mpp.threshold=1.5"], "pseudo.mpp.threshold: expected a number in [0, 1] (S_i or a predicted tIoU), got 1.5"),
     (["pseudo.mpp.by=tIoU"], "pseudo.mpp.by: expected one of icd, tiou, got 'tIoU'"),

@@ -53,7 +53,6 @@ SCORE_KEYS = pseudo_file.SCORE_KEYS
 MATCH_TIOU, SAME_TIOU = 0.5, 0.95          # a pair of two rounds' entries; a pair that did not move
 DIFF_KINDS = ("added", "removed", "relabelled", "moved", "unchanged")
 ORIGINS = {"positive": "positive (>= tau_pos)", "mined": "mined by MPP", "oracle": "oracle",
-           "floor": "a video's best, to pseudo.min_per_video",
            "previous_round": "kept from the previous round (carry_over)", "hand": "hand-added (no origin)"}
 REASONS = {"candidate": "candidate (tau_neg < score < tau_pos)", "eap": "removed by EAP",
            "previous_round": "the previous round's (carry_over)",
