@@ -14,8 +14,17 @@ label only with probability P, else another class of its group (the generator's 
 the dataset's meta.json, where there is one; else any other class): every action found, its class
 as unsure as the detector's. Both draw from --seed.
 
+Against a real pseudo-label file FILE (pseudo_label.py's), two oracles tell its selection from its
+boundaries: --found-by FILE keeps only the true actions that one of FILE's pseudo labels overlaps at
+tIoU >= 0.5 (the truth of what the selection found); --boundaries-of FILE gives every true action
+the boundaries of FILE's best-overlapping listed prediction, accepted or rejected (what the best
+selection from that detector could give: the truth picks, the detector draws), an action no entry
+overlaps dropped. Neither reads labels: a class-agnostic file's are the classifier's.
+
   python benchmarks/oracle_labels.py --config configs/default.yaml --out outputs/oracle_pl.json
   python benchmarks/oracle_labels.py --config configs/default.yaml --keep 0.36 --out outputs/oracle36.json
+  python benchmarks/oracle_labels.py --config configs/default.yaml --boundaries-of outputs/main/pseudo_labels_round1.json \\
+      --dropped background --out outputs/teacher_bounds.json
 """
 import json
 import os
@@ -27,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common import pseudo_file  # noqa: E402
+from common.metrics import segment_tiou  # noqa: E402
 from common.stage import add_common_args, config_from_args, load_data, make_parser, run_main, unlabeled_ids  # noqa: E402
 from synthetic.make import make_data  # noqa: E402
 
@@ -69,6 +79,36 @@ def degrade(data, classes, groups, keep, class_accuracy, rng, dropped="rejected"
     return data
 
 
+FOUND_TIOU = 0.5  # --found-by: an action counts as found when a pseudo label overlaps it this much
+
+
+def against_file(data, database, part, dropped="rejected"):
+    """The oracle file measured against a pseudo-label file's `database`: part "found" keeps the
+    actions one of its accepted entries overlaps at tIoU >= FOUND_TIOU; part "boundaries" gives
+    each action the segment of its best-overlapping listed entry (accepted or rejected; the first
+    of equals), dropping one that no entry overlaps. Dropped actions go as in degrade."""
+    kept_total = dropped_total = 0
+    for vid, video in data["database"].items():
+        theirs = database.get(vid, {})
+        listed = theirs.get("annotations", []) + (theirs.get("rejected", []) if part == "boundaries" else [])
+        segments = pseudo_file.segments_of(listed)
+        keep, lost = [], []
+        for a in video["annotations"]:
+            tiou = segment_tiou(a["segment"], segments) if len(segments) else np.zeros(0)
+            if part == "found" and tiou.size and tiou.max() >= FOUND_TIOU:
+                keep.append(a)
+            elif part == "boundaries" and tiou.size and tiou.max() > 0:
+                keep.append({**a, "segment": [float(x) for x in segments[int(tiou.argmax())]]})
+            else:
+                lost.append(a)
+        video["annotations"] = pseudo_file.ordered(keep)
+        video["rejected"] = [{**a, "reason": "dropped"} for a in lost] if dropped == "rejected" else []
+        kept_total, dropped_total = kept_total + len(keep), dropped_total + len(lost)
+    data["meta"].update({part: True, "dropped": dropped})
+    data["meta"]["counts"].update(positive=kept_total, dropped=dropped_total)
+    return data
+
+
 def class_groups(cfg):
     """The generator's class groups from the dataset's meta.json beside its annotation file; [] when
     there is none."""
@@ -83,10 +123,16 @@ def main(argv=None):
     parser.add_argument("--class-accuracy", type=float, default=1.0,
                         help="probability that a kept action keeps its label (default 1)")
     parser.add_argument("--dropped", choices=("rejected", "background"), default="rejected",
-                        help="where the actions --keep drops go: the rejected list (left out of the loss, "
+                        help="where the actions --keep, --found-by or --boundaries-of drop go: the rejected list (left out of the loss, "
                         "default) or nowhere (trained as background, as actions no prediction found)")
     parser.add_argument("--seed", type=int, default=0, help="of the degradation's draws")
+    against = parser.add_mutually_exclusive_group()
+    against.add_argument("--found-by", metavar="FILE", help="keep only the true actions FILE's pseudo labels find")
+    against.add_argument("--boundaries-of", metavar="FILE",
+                         help="each true action with the boundaries of FILE's best-overlapping listed prediction")
     args = parser.parse_args(argv)
+    if (args.found_by or args.boundaries_of) and (args.keep < 1.0 or args.class_accuracy < 1.0):
+        parser.error("--found-by / --boundaries-of: not with --keep or --class-accuracy (one shortfall at a time)")
     for name, value in (("--keep", args.keep), ("--class-accuracy", args.class_accuracy)):
         if not 0.0 <= value <= 1.0:
             parser.error(f"{name}: expected a share in [0, 1], got {value}")
@@ -95,13 +141,18 @@ def main(argv=None):
     videos, classes = load_data(cfg)
     ids = unlabeled_ids(cfg, videos)
     data = oracle_file(videos, classes, ids, cfg["dataset"]["train_subset"])
+    if args.found_by or args.boundaries_of:
+        part, path = ("found", args.found_by) if args.found_by else ("boundaries", args.boundaries_of)
+        data = against_file(data, pseudo_file.read(path, classes).database, part, args.dropped)
+        data["meta"]["against"] = os.path.abspath(path)
     if args.keep < 1.0 or args.class_accuracy < 1.0:
         data = degrade(data, classes, class_groups(cfg), args.keep, args.class_accuracy,
                        np.random.RandomState(args.seed), args.dropped)
     pseudo_file.write(args.out, data)
     counts = data["meta"]["counts"]
     print(f"wrote {args.out}: the true labels of {len(ids)} unlabeled videos ({counts['positive']} actions"
-          + (f", {counts['dropped']} dropped ({args.dropped}), class accuracy {args.class_accuracy}" if "dropped" in counts else "")
+          + (f", {counts['dropped']} dropped ({args.dropped})" if "dropped" in counts else "")
+          + (f", class accuracy {args.class_accuracy}" if args.class_accuracy < 1.0 else "")
           + ")")
     return args.out
 

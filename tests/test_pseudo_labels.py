@@ -305,6 +305,54 @@ def test_degraded_oracle_by_hand():
     assert 400 < kept < 600
 
 
+def test_oracle_against_a_pseudo_label_file_by_hand():
+    import sys
+    sys.path.insert(0, "benchmarks")
+    import oracle_labels
+
+    def data():  # three true actions; the file found [0, 10] as [1, 10] (tIoU 0.9), and lists
+        anns = [{"label": "A", "label_id": 0, "segment": [0.0, 10.0], "origin": "oracle"},     # [12, 16] as a
+                {"label": "A", "label_id": 0, "segment": [20.0, 30.0], "origin": "oracle"},    # candidate over
+                {"label": "B", "label_id": 1, "segment": [40.0, 50.0], "origin": "oracle"}]    # [20, 30] (tIoU 0 ->
+        return {"meta": {"counts": {"positive": 3}}, "database": {"v": {"annotations": anns, "rejected": []}}}
+    theirs = {"v": {"annotations": [{"label": "B", "segment": [1.0, 10.0]}, {"label": "A", "segment": [22.0, 26.0]}],
+                    "rejected": [{"label": "A", "segment": [20.0, 29.0], "reason": "candidate"},
+                                 {"label": "A", "segment": [5.0, 10.0], "reason": "candidate"}]}}
+    # found: [0, 10] (tIoU 0.9 with an accepted entry; its label B is not read), not [20, 30] (its
+    # accepted overlap [22, 26] has tIoU 0.4; the rejected [20, 29] does not count), not [40, 50]
+    got = oracle_labels.against_file(data(), theirs, "found")
+    video = got["database"]["v"]
+    assert [a["segment"] for a in video["annotations"]] == [[0.0, 10.0]] and video["annotations"][0]["label"] == "A"
+    assert [(r["segment"], r["reason"]) for r in video["rejected"]] == [([20.0, 30.0], "dropped"), ([40.0, 50.0], "dropped")]
+    assert got["meta"]["counts"] == {"positive": 1, "dropped": 2} and got["meta"]["found"]
+    # boundaries: [0, 10] takes [1, 10] (0.9 beats the rejected [5, 10]'s 0.5), [20, 30] the rejected
+    # [20, 29] (0.9 beats the accepted [22, 26]'s 0.4), [40, 50] overlaps nothing: dropped, to background
+    got = oracle_labels.against_file(data(), theirs, "boundaries", "background")
+    video = got["database"]["v"]
+    assert [(a["segment"], a["label"]) for a in video["annotations"]] == [([1.0, 10.0], "A"), ([20.0, 29.0], "A")]
+    assert video["rejected"] == [] and got["meta"]["counts"] == {"positive": 2, "dropped": 1}
+    # a video the file does not hold loses every action
+    assert oracle_labels.against_file(data(), {}, "boundaries")["database"]["v"]["annotations"] == []
+
+
+def test_oracle_against_a_file_writes_and_refuses_a_second_shortfall(chain, tmp_path, capsys):
+    import sys
+    sys.path.insert(0, "benchmarks")
+    import oracle_labels
+    sets, pl = chain["sets"], str(chain["out"] / "pl.json")
+    out = oracle_labels.main(_args(sets) + ["--boundaries-of", pl, "--out", str(tmp_path / "b.json")])
+    data = pseudo_file.read(out, load_annotations(os.path.join(chain["root"], "annotations.json"))[1])
+    assert data.meta["boundaries"] and data.meta["against"] == os.path.abspath(pl)
+    theirs = json.load(open(pl))["database"]
+    for vid, video in data.database.items():  # every segment is one the file lists for that video
+        listed = {tuple(e["segment"]) for e in theirs[vid]["annotations"] + theirs[vid]["rejected"]}
+        assert all(tuple(a["segment"]) in listed for a in video["annotations"])
+    with pytest.raises(SystemExit) as info:
+        oracle_labels.main(_args(sets) + ["--found-by", pl, "--keep", "0.5", "--out", str(tmp_path / "x.json")])
+    assert info.value.code == 2 and "not with --keep or --class-accuracy" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_class_scores_are_the_points_most_likely_classes(chain):
     data = json.load(open(chain["out"] / "pl.json"))
     entries = [a for v in data["database"].values() for a in v["annotations"] + v["rejected"]]
