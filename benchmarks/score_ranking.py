@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common import pseudo_file  # noqa: E402
+from common.data import load_annotations  # noqa: E402
 from common.metrics import segment_tiou  # noqa: E402
 
 SCORES = (("score", "joint score (Eq. 4)"), ("icd", "ICD S_i (Eq. 10)"), ("cls_score", "P_cls"),
@@ -54,7 +55,8 @@ def auc(rows, key, strict):
 
 
 def report(path, truth_path):
-    pseudo = pseudo_file.read(path).database  # checked as the round reads it
+    _, classes = load_annotations(truth_path)  # the dataset's class list: a file may hold only some classes
+    pseudo = pseudo_file.read(path, classes).database  # checked as the round reads it
     truth = json.load(open(truth_path))["database"]
     missing = sorted(set(pseudo) - set(truth))
     if missing:

@@ -19,7 +19,8 @@ def _files(tmp_path):
     #   p2 B [0, 10]  tIoU 1.0, wrong class         score 0.6  icd 0.9
     #   c1 A [40, 50] overlaps nothing               score 0.3  icd 0.8
     #   c2 B [22, 30] tIoU 0.8, right class          score 0.2  icd 0.1
-    truth = {"database": {"v": {"annotations": [{"label": "A", "segment": [0, 10]}, {"label": "B", "segment": [20, 30]}]}}}
+    truth = {"database": {"v": {"subset": "train", "duration": 60.0, "fps": 30.0, "annotations": [
+        {"label": "A", "label_id": 0, "segment": [0, 10]}, {"label": "B", "label_id": 1, "segment": [20, 30]}]}}}
     pseudo = {"database": {"v": {"subset": "train", "duration": 60.0, "fps": 30.0,  # read by the file's strict reader
         "annotations": [_entry("A", [0, 9], 0.9, 0.2, origin="positive"), _entry("B", [0, 10], 0.6, 0.9, origin="mined")],
         "rejected": [_entry("A", [40, 50], 0.3, 0.8, reason="candidate"), _entry("B", [22, 30], 0.2, 0.1, reason="candidate")]}}}
@@ -47,6 +48,15 @@ def test_report_and_a_missing_video(tmp_path, capsys):
     score_ranking.main([str(tmp_path / "p.json"), "--truth", str(tmp_path / "t.json")])
     out = capsys.readouterr().out
     assert "| joint score (Eq. 4) | 0.667 | 0.500 |" in out and "| candidate | 2 | 0.50 | 0.50 |" in out
-    (tmp_path / "t.json").write_text(json.dumps({"database": {}}))
+    # a file that holds only class B (label_id 1 of the dataset's A, B) is read against the truth's classes
+    only_b = json.load(open(tmp_path / "p.json"))
+    video = only_b["database"]["v"]
+    video["annotations"] = [{**a, "label": "B", "label_id": 1} for a in video["annotations"]]
+    video["rejected"] = [{**r, "label": "B", "label_id": 1} for r in video["rejected"]]
+    (tmp_path / "b.json").write_text(json.dumps(only_b))
+    score_ranking.main([str(tmp_path / "b.json"), "--truth", str(tmp_path / "t.json")])
+    assert "b.json: 4 entries" in capsys.readouterr().out
+    (tmp_path / "t.json").write_text(json.dumps({"database": {"w": {"subset": "train", "duration": 60.0, "fps": 30.0, "annotations": [
+        {"label": "A", "label_id": 0, "segment": [0, 10]}, {"label": "B", "label_id": 1, "segment": [20, 30]}]}}}))
     with pytest.raises(SystemExit, match="t.json: video v: not in the truth"):
         score_ranking.main([str(tmp_path / "p.json"), "--truth", str(tmp_path / "t.json")])
