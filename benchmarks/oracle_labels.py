@@ -123,8 +123,9 @@ def main(argv=None):
     parser.add_argument("--class-accuracy", type=float, default=1.0,
                         help="probability that a kept action keeps its label (default 1)")
     parser.add_argument("--dropped", choices=("rejected", "background"), default="rejected",
-                        help="where the actions --keep, --found-by or --boundaries-of drop go: the rejected list (left out of the loss, "
-                        "default) or nowhere (trained as background, as actions no prediction found)")
+                        help="where the actions --keep, --found-by or --boundaries-of drop go: the rejected "
+                        "list (left out of the loss, default) or nowhere (trained as background, as actions no "
+                        "prediction found)")
     parser.add_argument("--seed", type=int, default=0, help="of the degradation's draws")
     against = parser.add_mutually_exclusive_group()
     against.add_argument("--found-by", metavar="FILE", help="keep only the true actions FILE's pseudo labels find")
