@@ -23,7 +23,7 @@ overlaps dropped. Neither reads labels: a class-agnostic file's are the classifi
 
   python benchmarks/oracle_labels.py --config configs/default.yaml --out outputs/oracle_pl.json
   python benchmarks/oracle_labels.py --config configs/default.yaml --keep 0.36 --out outputs/oracle36.json
-  python benchmarks/oracle_labels.py --config configs/default.yaml --boundaries-of outputs/main/pseudo_labels_round1.json \\
+  python benchmarks/oracle_labels.py --config configs/default.yaml --boundaries-of outputs/main/round1/pseudo_labels.json \\
       --dropped background --out outputs/teacher_bounds.json
 """
 import json
