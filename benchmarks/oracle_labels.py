@@ -57,6 +57,12 @@ def oracle_file(videos, classes, ids, train_subset):
     return pseudo_file.file_dict(meta, database)
 
 
+def dropped_entries(lost, dropped):
+    """Where an oracle's dropped actions go: its rejected list, reason "dropped" (left out of the
+    classification loss), or, with dropped="background", nowhere (trained as background)."""
+    return [{**a, "reason": "dropped"} for a in lost] if dropped == "rejected" else []
+
+
 def degrade(data, classes, groups, keep, class_accuracy, rng, dropped="rejected"):
     """The oracle file with a share `keep` of each video's actions kept (the rest moved to its
     rejected list, reason "dropped", or, with dropped="background", left out of the file) and each
@@ -66,7 +72,7 @@ def degrade(data, classes, groups, keep, class_accuracy, rng, dropped="rejected"
     for video in data["database"].values():
         anns = video["annotations"]
         kept = rng.rand(len(anns)) < keep
-        video["rejected"] = [{**a, "reason": "dropped"} for a, k in zip(anns, kept) if not k and dropped == "rejected"]
+        video["rejected"] = dropped_entries([a for a, k in zip(anns, kept) if not k], dropped)
         video["annotations"] = [a for a, k in zip(anns, kept) if k]
         for a in video["annotations"]:
             if rng.rand() >= class_accuracy:
@@ -86,7 +92,7 @@ def against_file(data, database, part, dropped="rejected"):
     """The oracle file measured against a pseudo-label file's `database`: part "found" keeps the
     actions one of its accepted entries overlaps at tIoU >= FOUND_TIOU; part "boundaries" gives
     each action the segment of its best-overlapping listed entry (accepted or rejected; the first
-    of equals), dropping one that no entry overlaps. Dropped actions go as in degrade."""
+    of equals), dropping one that no entry overlaps (dropped_entries)."""
     kept_total = dropped_total = 0
     for vid, video in data["database"].items():
         theirs = database.get(vid, {})
@@ -94,15 +100,16 @@ def against_file(data, database, part, dropped="rejected"):
         segments = pseudo_file.segments_of(listed)
         keep, lost = [], []
         for a in video["annotations"]:
-            tiou = segment_tiou(a["segment"], segments) if len(segments) else np.zeros(0)
-            if part == "found" and tiou.size and tiou.max() >= FOUND_TIOU:
+            tiou = segment_tiou(a["segment"], segments)
+            best = tiou.max() if tiou.size else 0.0
+            if part == "found" and best >= FOUND_TIOU:
                 keep.append(a)
-            elif part == "boundaries" and tiou.size and tiou.max() > 0:
+            elif part == "boundaries" and best > 0:
                 keep.append({**a, "segment": [float(x) for x in segments[int(tiou.argmax())]]})
             else:
                 lost.append(a)
         video["annotations"] = pseudo_file.ordered(keep)
-        video["rejected"] = [{**a, "reason": "dropped"} for a in lost] if dropped == "rejected" else []
+        video["rejected"] = dropped_entries(lost, dropped)
         kept_total, dropped_total = kept_total + len(keep), dropped_total + len(lost)
     data["meta"].update({part: True, "dropped": dropped})
     data["meta"]["counts"].update(positive=kept_total, dropped=dropped_total)
