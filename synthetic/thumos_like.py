@@ -25,15 +25,16 @@ The generative model, and the difficulty of real data each part stands in for:
   random orthonormal embedding into D dims and Gaussian noise follow, so no dimension is meaningful.
 Each video draws from its own stream (seed, subset, index): the same seed gives byte-identical files.
 
-Difficulty presets (PRESETS; `--size scenes|blurry|confusable|hard|relu|lean|unseen`, the size of `small`) turn on
-what `small` leaves easy: background scenes shared across videos (`small` gives every video its
-own background, which makes action vs background easy to tell), actions that fade in and out and
-annotated boundaries that wander from those in the features, tighter class groups with more and
-stronger distractors and noise, and all of these at once. `relu`, `lean` and `unseen` add what real
-features are and a template added to a background is not: a fixed random ReLU network between the
-latents and the features (non-negative; what an action adds depends on its scene), scenes that lean
-to their video's class, several looks per class. The method's defaults are chosen on them
-(benchmarks/bench_presets.py), not on `small` alone, and never on the held-out `unseen`.
+Difficulty presets (PRESETS; `--size scenes|blurry|confusable|hard|relu|lean|unseen|varied`, the
+size of `small`) turn on what `small` leaves easy: background scenes shared across videos (`small`
+gives every video its own background, which makes action vs background easy to tell), actions that
+fade in and out and annotated boundaries that wander from those in the features, tighter class
+groups with more and stronger distractors and noise, and all of these at once. `relu`, `lean`,
+`unseen` and `varied` add what real features are and a template added to a background is not: a
+fixed random ReLU network between the latents and the features (non-negative; what an action adds
+depends on its scene), scenes that lean to their video's class, several looks per class. The
+method's defaults are chosen on them (benchmarks/bench_presets.py), not on `small` alone, and never
+on the held-out `unseen` and `varied`.
 
     python -m synthetic.thumos_like --out data/synthetic --size small --seed 0
 """
