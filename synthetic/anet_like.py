@@ -116,6 +116,10 @@ class AnetParams:
     encoder_width: int = 0
     encoder_gain: float = 2.0
     encoder_bias: float = -0.5
+    # > 0: camera cuts between shot_setups setups (thumos_like.py's shot_median)
+    shot_median: float = 0.0
+    shot_setups: int = 3
+    shot_strength: float = 1.0
     # weak unlabeled actions in the background: a Poisson number per video, log-normal lengths (s)
     distractor_rate: float = 0.5
     distractor_median: float = 4.0

@@ -125,6 +125,13 @@ class GeneratorParams:
     # depend on the scene it happens in) instead of the orthonormal embedding
     encoder_gain: float = 2.0  # scale of the latents entering the network
     encoder_bias: float = -0.5  # bias of every unit: below 0, a unit fires for some inputs only
+    # camera cuts (0 leaves the rest as is): a video is filmed from shot_setups camera setups, each
+    # shifting its background by its own offset of norm shot_strength (an action's look has norm ~1),
+    # cut into shots of log-normal length around shot_median s (p5-p95 x0.27-3.7), each from another
+    # setup than the last: the largest change in a video is then often a cut, not an action
+    shot_median: float = 0.0
+    shot_setups: int = 3
+    shot_strength: float = 1.0
 
 
 SIZES = {
@@ -351,7 +358,23 @@ def frame_latents(p, world, rng, n_frames, fps, events, context_class):
             mix = mix * np.clip(np.minimum(u, 1 - u) / p.onset_ramp, 0.0, 1.0)
         offset = p.instance_offset_std * rng.standard_normal(L) / np.sqrt(L)
         x[f0:f1] += scale * mix + offset
+    if p.shot_median > 0:  # drawn after everything else, so the knob off leaves every draw as it was
+        x += shot_offsets(p, rng, n_frames, fps)
     return x
+
+
+def shot_offsets(p, rng, n_frames, fps):
+    """(n_frames, L) float32: each frame's camera setup offset (GeneratorParams.shot_median)."""
+    setups = p.shot_strength * unit(rng.standard_normal((p.shot_setups, p.latent_dim)))
+    out = np.empty((n_frames, p.latent_dim), dtype=np.float32)
+    start, setup = 0, int(rng.integers(p.shot_setups))
+    while start < n_frames:
+        length = max(1, int(round(p.shot_median * np.exp(0.8 * rng.standard_normal()) * fps)))
+        out[start:start + length] = setups[setup]
+        start += length
+        if p.shot_setups > 1:  # a cut goes to another setup
+            setup = (setup + 1 + int(rng.integers(p.shot_setups - 1))) % p.shot_setups
+    return out
 
 
 def features(p, world, rng, x, n_features):

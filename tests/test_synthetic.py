@@ -340,7 +340,7 @@ def test_unseen_knobs_off_leave_the_world_and_the_files_as_they_were(tmp_path, t
     world = _make_world(base, 0)
     assert world["phases"].shape == (5, 1, 3, base.latent_dim) and world["encoder"] is None
     # setting a knob to its off value writes the same files
-    same = _tiny_with(tmp_path, "off", class_modes=1, scene_class_lean=0.0, encoder_width=0)
+    same = _tiny_with(tmp_path, "off", class_modes=1, scene_class_lean=0.0, encoder_width=0, shot_median=0.0)
     assert _load(same)[0] == _load(tiny)[0]
     vid = sorted(_load(tiny)[0]["database"])[0]
     assert np.array_equal(_features(same, vid), _features(tiny, vid))
@@ -387,3 +387,25 @@ def test_scene_class_lean_picks_the_groups_scene(tmp_path):
         x = frame_latents(p, world, np.random.default_rng(c), 10, 30.0, [], c)
         want = world["scenes"][world["group_of"][c] % 4]
         assert np.allclose(x[0], want, atol=1e-6)
+
+
+def test_shots_cut_between_setups_and_are_drawn_last():
+    from synthetic.thumos_like import frame_latents, shot_offsets, _make_world
+    p = make_params("tiny", dict(shot_median=2.0, shot_setups=3, shot_strength=1.5))
+    off = shot_offsets(p, np.random.default_rng(0), 30 * 600, 30.0)  # ten minutes at 30 fps
+    assert off.dtype == np.float32 and np.allclose(np.linalg.norm(off, axis=1), 1.5, atol=1e-5)
+    assert len(np.unique(off, axis=0)) == 3                    # every setup filmed, no other offset
+    cuts = np.flatnonzero(np.any(off[1:] != off[:-1], axis=1)) + 1
+    shots = np.diff(np.concatenate([[0], cuts, [len(off)]]))[:-1] / 30.0
+    # log-normal around 2 s (1.83 s here); a cut that could stay on its setup would merge shots
+    # (median about 2.7 s); 600 s / E[length] 2.75 s = 218 shots
+    assert 1.6 < np.median(shots) < 2.4 and 180 < len(cuts) < 260
+    # in a video: the frames of the same video without cuts, plus the offsets, drawn after the rest
+    off_p = make_params("tiny", dict(shot_median=0.0))
+    world = _make_world(p, 0)
+    events = [(1.0, 3.0, 0, 1.0, 0)]
+    plain = frame_latents(off_p, world, np.random.default_rng(7), 300, 30.0, events, 0)
+    cut = frame_latents(p, world, np.random.default_rng(7), 300, 30.0, events, 0)
+    rng = np.random.default_rng(7)
+    frame_latents(off_p, world, rng, 300, 30.0, events, 0)  # the draws before the cuts'
+    assert np.allclose(cut - plain, shot_offsets(p, rng, 300, 30.0), atol=1e-5)
