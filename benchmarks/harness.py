@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from common.config import atomic_write_text  # noqa: E402
-from common.relabel import class_prototypes, pooled_actions  # noqa: E402
+from common.relabel import centred, class_prototypes, pooled_actions  # noqa: E402
 from common.stage import labeled_ids, load_data, unlabeled_ids  # noqa: E402
 from synthetic.anet_like import ANET_PRESETS  # noqa: E402
 from synthetic.thumos_like import PRESETS  # noqa: E402
@@ -234,12 +234,13 @@ def preset_sets(preset, ratio=10):
 
 # ---------------------------------------------------------------- the raw features' probe
 
-def probe_accuracy(cfg):
-    """{accuracy, actions, labeled_actions, classes_with_prototype} of the probe on cfg's splits."""
+def probe_accuracy(cfg, transform=centred):
+    """{accuracy, actions, labeled_actions, classes_with_prototype} of the probe on cfg's splits, on
+    each video's grid features passed through `transform` (by default the raw features, centred)."""
     videos, classes = load_data(cfg, scores=False)
     dcfg = cfg["dataset"]
-    bank, bank_labels = pooled_actions(dcfg, videos, labeled_ids(cfg, videos))
-    test, test_labels = pooled_actions(dcfg, videos, unlabeled_ids(cfg, videos))
+    bank, bank_labels = pooled_actions(dcfg, videos, labeled_ids(cfg, videos), transform)
+    test, test_labels = pooled_actions(dcfg, videos, unlabeled_ids(cfg, videos), transform)
     protos, has = class_prototypes(bank, bank_labels, len(classes))
     norm = np.linalg.norm(test, axis=1, keepdims=True)
     sims = np.divide(test, norm, out=np.zeros_like(test), where=norm > 0) @ protos.T

@@ -8,23 +8,58 @@ built on the input features' geometry can rest on them: 81% on `small`, 44% on a
 with THUMOS14's layout, 24% on that benchmark's features through a fixed ReLU encoder (issue 26).
 It reads the unlabeled videos' annotations, so it is a property of the data, not a method.
 
-    python benchmarks/probe_classes.py --config configs/default.yaml [--set key=value ...]
+With --checkpoint (a detector's or pretrain_acp.py's, trained with this config), the same probe on
+the detector's own embedding as well: every level of its feature pyramid (backbone and neck, what
+the heads and ACP's projection read) read at every grid step by linear interpolation and laid side by
+side, not centred: would prototypes there name classes better than the raw features'? (On three of
+the four ReLU presets they did not: docs/results.md, "Prototypes on the detector's own embedding".)
+
+    python benchmarks/probe_classes.py --config configs/default.yaml [--checkpoint CKPT] [--set key=value ...]
 """
 import argparse
 import os
 import sys
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common.checkpoint import load_checkpoint  # noqa: E402
 from common.config import load_config  # noqa: E402
+from common.stage import build_detector, load_data, start_from  # noqa: E402
 from harness import probe_accuracy  # noqa: E402  (bench_presets.py measures it on every preset)
 from synthetic.make import make_data  # noqa: E402
+
+
+def pyramid_embedding(model):
+    """(T, D) grid features -> (T, C x levels): the model's pyramid, each level read at every grid
+    step by linear interpolation between its points (point k of a level of stride s sits at grid
+    position k s, as common/model.py make_points places it)."""
+    @torch.no_grad()
+    def transform(feats):
+        x = torch.tensor(np.asarray(feats), dtype=torch.float32).T[None]                # (1, D, T)
+        t, pad = x.shape[2], -x.shape[2] % model.pad_multiple
+        mask = torch.zeros(1, t + pad, dtype=torch.bool)
+        mask[:, :t] = True
+        levels, _ = model.pyramid(F.pad(x, (0, pad)), mask)
+        out = []
+        for level, stride in zip(levels, model.strides):
+            pos = torch.arange(t, dtype=torch.float64) / stride
+            lo = pos.floor().long()
+            hi, w = (lo + 1).clamp(max=level.shape[2] - 1), (pos - lo)[:, None]
+            y = level[0].T.double()                                                     # (T_l, C)
+            out.append((1 - w) * y[lo] + w * y[hi])
+        return torch.cat(out, dim=1).numpy()
+    return transform
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/default.yaml")
+    parser.add_argument("--checkpoint", help="a detector's (or pretrain_acp.py's) last.pt: probe its pyramid too")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.set)
@@ -33,6 +68,11 @@ def main(argv=None):
     print(f"nearest-prototype probe: {100 * result['accuracy']:.1f}% of {result['actions']} unlabeled actions "
           f"named right ({result['labeled_actions']} labeled actions, {result['classes_with_prototype']} "
           "classes with a prototype)")
+    if args.checkpoint:
+        model = build_detector(cfg, load_data(cfg, scores=False)[1], "cpu")
+        start_from(model, load_checkpoint(args.checkpoint), args.checkpoint, cfg)
+        result["embedding_accuracy"] = probe_accuracy(cfg, pyramid_embedding(model.eval()))["accuracy"]
+        print(f"the same on {args.checkpoint}'s feature pyramid: {100 * result['embedding_accuracy']:.1f}%")
     return result
 
 

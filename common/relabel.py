@@ -97,13 +97,14 @@ def nearest_listed(feats, listed, labels, protos, has, scores=None, video_prior=
     return out
 
 
-def pooled_actions(dcfg, videos, ids):
-    """(N, D) centred mean-pooled features of every annotated action of the videos `ids`, and (N,)
-    their labels; (0, 0) and (0,) when none holds an action."""
+def pooled_actions(dcfg, videos, ids, transform=centred):
+    """(N, D) mean-pooled features of every annotated action of the videos `ids`, each video's (T, D)
+    grid features first passed through `transform` (by default centred), and (N,) their labels;
+    (0, 0) and (0,) when none holds an action."""
     feats, labels = [], []
     for vid in ids:
         if len(videos[vid].labels):
-            x = centred(grid_features(dcfg, vid)[0])
+            x = transform(grid_features(dcfg, vid)[0])
             feats.append(mean_pool(x, to_grid(dcfg, videos[vid], videos[vid].segments)))
             labels.append(videos[vid].labels)
     if not feats:

@@ -119,6 +119,36 @@ def test_probe_names_unlabeled_actions_by_the_nearest_prototype_by_hand(tmp_path
     got = probe_accuracy(cfg)
     assert got["actions"] == 3 and got["labeled_actions"] == 2 and got["classes_with_prototype"] == 2
     assert got["accuracy"] == pytest.approx(2 / 3)
+    # on another representation of the same steps (as --checkpoint's pyramid): the second dimension
+    # gone, B's prototype is zero and every unlabeled action is nearest A: only the third is right
+    assert probe_accuracy(cfg, lambda x: x * np.array([1.0, 0.0]))["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_pyramid_embedding_lays_the_levels_upsampled_side_by_side_on_the_grid():
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from common.config import load_config
+    from common.model import build_model
+    from probe_classes import pyramid_embedding
+    cfg = load_config("configs/default.yaml", ["model.embd_dim=16", "model.head_dim=16", "dataset.feature_dim=4"])
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3).eval()
+    feats = np.random.default_rng(0).normal(size=(45, 4))        # padded to the coarsest stride's multiple
+    got = pyramid_embedding(model)(feats)
+    t_pad = -(-45 // model.pad_multiple) * model.pad_multiple
+    x = F.pad(torch.tensor(feats, dtype=torch.float32).T[None], (0, t_pad - 45))
+    mask = torch.zeros(1, t_pad, dtype=torch.bool)
+    mask[:, :45] = True
+    with torch.no_grad():
+        levels, _ = model.pyramid(x, mask)
+    assert got.shape == (45, 16 * len(levels))
+    np.testing.assert_allclose(got[:, :16], levels[0][0, :, :45].T.numpy(), rtol=1e-6)
+    coarse = levels[1][0].numpy()                                 # stride 2: step 2k+1 halfway between k and k+1
+    np.testing.assert_allclose(got[5, 16:32], (coarse[:, 2] + coarse[:, 3]) / 2, rtol=1e-5, atol=1e-7)
+    assert model.strides[2] == 4
+    np.testing.assert_allclose(got[7, 32:48], (levels[2][0, :, 1] + 3 * levels[2][0, :, 2]).numpy() / 4,
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_plain_runs_at_ten_and_hundred_percent_and_held_out_presets_come_apart(tmp_path):
