@@ -132,6 +132,13 @@ class GeneratorParams:
     shot_median: float = 0.0
     shot_setups: int = 3
     shot_strength: float = 1.0
+    # background events (0 leaves the rest as is): motion that is not an action (a crowd, a replay, a
+    # pan over the venue), event_rate of them a minute of video, placed clear of the actions, with an
+    # action's durations, phases and strength times event_strength, each showing one of event_looks
+    # looks that no class shares: a large change in a video is then not always an action
+    event_rate: float = 0.0
+    event_strength: float = 1.0
+    event_looks: int = 8
 
 
 SIZES = {
@@ -258,8 +265,13 @@ def _make_world(p, seed):
         r = stream(seed, 7)
         encoder = (unit(r.standard_normal((p.encoder_width, L))),
                    unit(r.standard_normal((p.feat_dim, p.encoder_width))))
+    events = None
+    if p.event_rate > 0:  # its own stream: (looks, 3, L) phases of non-action motion
+        r = stream(seed, 8)
+        events = unit(unit(r.standard_normal((p.event_looks, 1, L)))
+                      + p.phase_separation * unit(r.standard_normal((p.event_looks, 3, L))))
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
-                log_scale=log_scale, embed=embed, scenes=scenes, encoder=encoder)
+                log_scale=log_scale, embed=embed, scenes=scenes, encoder=encoder, event_looks=events)
 
 
 def _durations(p, rng, log_scale):
@@ -349,18 +361,43 @@ def frame_latents(p, world, rng, n_frames, fps, events, context_class):
     x = (background + (1 - w) * knots[lo] + w * knots[lo + 1]).astype(np.float32)  # float32: speed
     centres = (np.arange(n_frames) + 0.5) / fps  # frame j is inside [s, e) when its centre is
     for s, e, c, scale, look in events:
-        f0, f1 = np.searchsorted(centres, [s, e])
-        u = (centres[f0:f1, None] - s) / (e - s)  # relative position in the instance
-        w_start, w_end = np.maximum(1 - 2 * u, 0), np.maximum(2 * u - 1, 0)
-        ph = world["phases"][c, look]
-        mix = w_start * ph[0] + (1 - w_start - w_end) * ph[1] + w_end * ph[2]
-        if p.onset_ramp > 0:  # fade in over the first onset_ramp of the action, out over the last
-            mix = mix * np.clip(np.minimum(u, 1 - u) / p.onset_ramp, 0.0, 1.0)
-        offset = p.instance_offset_std * rng.standard_normal(L) / np.sqrt(L)
-        x[f0:f1] += scale * mix + offset
+        paint(p, rng, x, centres, s, e, world["phases"][c, look], scale)
     if p.shot_median > 0:  # drawn after everything else, so the knob off leaves every draw as it was
         x += shot_offsets(p, rng, n_frames, fps)
+    if world.get("event_looks") is not None:  # drawn after the cuts, so the knob off changes nothing
+        for s, e, look, scale in background_events(p, rng, n_frames / fps, events):
+            paint(p, rng, x, centres, s, e, world["event_looks"][look], scale)
     return x
+
+
+def paint(p, rng, x, centres, s, e, ph, scale):
+    """Add one instance over [s, e) to the frame latents x in place: its three phases ph (3, L)
+    blended from start through middle to end, faded in and out over onset_ramp, times scale,
+    plus the instance's own offset."""
+    f0, f1 = np.searchsorted(centres, [s, e])
+    u = (centres[f0:f1, None] - s) / (e - s)  # relative position in the instance
+    w_start, w_end = np.maximum(1 - 2 * u, 0), np.maximum(2 * u - 1, 0)
+    mix = w_start * ph[0] + (1 - w_start - w_end) * ph[1] + w_end * ph[2]
+    if p.onset_ramp > 0:  # fade in over the first onset_ramp of the action, out over the last
+        mix = mix * np.clip(np.minimum(u, 1 - u) / p.onset_ramp, 0.0, 1.0)
+    offset = p.instance_offset_std * rng.standard_normal(p.latent_dim) / np.sqrt(p.latent_dim)
+    x[f0:f1] += scale * mix + offset
+
+
+def background_events(p, rng, length, taken):
+    """(start, end, look, scale) of a video's background events (GeneratorParams.event_rate): a
+    Poisson count over its length in minutes, each with an action's duration, put into the gaps
+    0.5 s clear of the instances `taken` (start, end, ...), skipped where none holds it."""
+    edges = [0.0] + [x for s, e, *_ in sorted(taken) for x in (s - 0.5, e + 0.5)] + [length]
+    free = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b > a]
+    out = []
+    for _ in range(rng.poisson(p.event_rate * length / 60.0)):
+        d = _durations(p, rng, np.zeros(1))[0]
+        s = place(free, d, rng)
+        scale = p.event_strength * p.intensity_median * np.exp(p.intensity_sigma * rng.standard_normal())
+        if s is not None:
+            out.append((s, s + d, int(rng.integers(p.event_looks)), scale))
+    return out
 
 
 def shot_offsets(p, rng, n_frames, fps):

@@ -340,7 +340,8 @@ def test_unseen_knobs_off_leave_the_world_and_the_files_as_they_were(tmp_path, t
     world = _make_world(base, 0)
     assert world["phases"].shape == (5, 1, 3, base.latent_dim) and world["encoder"] is None
     # setting a knob to its off value writes the same files
-    same = _tiny_with(tmp_path, "off", class_modes=1, scene_class_lean=0.0, encoder_width=0, shot_median=0.0)
+    same = _tiny_with(tmp_path, "off", class_modes=1, scene_class_lean=0.0, encoder_width=0, shot_median=0.0,
+                      event_rate=0.0)
     assert _load(same)[0] == _load(tiny)[0]
     vid = sorted(_load(tiny)[0]["database"])[0]
     assert np.array_equal(_features(same, vid), _features(tiny, vid))
@@ -409,3 +410,35 @@ def test_shots_cut_between_setups_and_are_drawn_last():
     rng = np.random.default_rng(7)
     frame_latents(off_p, world, rng, 300, 30.0, events, 0)  # the draws before the cuts'
     assert np.allclose(cut - plain, shot_offsets(p, rng, 300, 30.0), atol=1e-5)
+
+
+def test_background_events_lie_clear_of_the_actions_and_are_drawn_after_the_cuts():
+    from synthetic.thumos_like import background_events, frame_latents, paint, _make_world
+    p = make_params("tiny", dict(event_rate=6.0, event_strength=1.0, event_looks=4))
+    taken = [(10.0, 20.0, 0, 1.0, 0), (40.0, 41.0, 1, 1.0, 0)]
+    got = [background_events(p, np.random.default_rng(k), 600.0, taken) for k in range(20)]
+    counts = [len(g) for g in got]              # Poisson(6 a minute x 10 minutes), all of them placed
+    assert 50 < np.mean(counts) < 70
+    for s, e, look, scale in (ev for g in got for ev in g):
+        assert 0 <= s < e <= 600.0 and 0 <= look < 4 and scale > 0
+        assert e <= 9.5 or s >= 20.5 and (e <= 39.5 or s >= 41.5)      # 0.5 s clear of each action
+    spans = sorted((s, e) for s, e, *_ in got[0])
+    assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))          # and of each other
+    world = _make_world(p, 0)
+    looks = world["event_looks"]
+    assert looks.shape == (4, 3, p.latent_dim) and np.allclose(np.linalg.norm(looks, axis=2), 1.0)
+    # no class shares a look: an event's middle phase is no closer to a class than two classes are
+    assert np.abs(looks[:, 1] @ world["phases"][:, 0, 1].T).max() < 0.8
+    # in a video: the frames without events, plus the events painted with the draws after the rest
+    off = make_params("tiny")
+    events = [(1.0, 3.0, 0, 1.0, 0)]
+    plain = frame_latents(off, _make_world(off, 0), np.random.default_rng(7), 3000, 30.0, events, 0)
+    with_events = frame_latents(p, world, np.random.default_rng(7), 3000, 30.0, events, 0)
+    rng = np.random.default_rng(7)
+    frame_latents(off, _make_world(off, 0), rng, 3000, 30.0, events, 0)  # the draws before the events'
+    want, centres = plain.copy(), (np.arange(3000) + 0.5) / 30.0
+    drawn = background_events(p, rng, 100.0, events)
+    assert drawn
+    for s, e, look, scale in drawn:
+        paint(p, rng, want, centres, s, e, looks[look], scale)
+    assert np.allclose(with_events, want, atol=1e-5)
