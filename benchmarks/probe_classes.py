@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.checkpoint import load_checkpoint  # noqa: E402
 from common.config import load_config  # noqa: E402
-from common.stage import build_detector, load_data, start_from  # noqa: E402
+from common.stage import build_detector, load_data, run_main, start_from  # noqa: E402
 from harness import probe_accuracy  # noqa: E402  (bench_presets.py measures it on every preset)
 from synthetic.make import make_data  # noqa: E402
 
@@ -63,18 +63,19 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.set)
+    ckpt = load_checkpoint(args.checkpoint) if args.checkpoint else None  # a bad file stops it before the probe
     make_data(cfg)
     result = probe_accuracy(cfg)
     print(f"nearest-prototype probe: {100 * result['accuracy']:.1f}% of {result['actions']} unlabeled actions "
           f"named right ({result['labeled_actions']} labeled actions, {result['classes_with_prototype']} "
           "classes with a prototype)")
-    if args.checkpoint:
+    if ckpt is not None:
         model = build_detector(cfg, load_data(cfg, scores=False)[1], "cpu")
-        start_from(model, load_checkpoint(args.checkpoint), args.checkpoint, cfg)
+        start_from(model, ckpt, args.checkpoint, cfg)
         result["embedding_accuracy"] = probe_accuracy(cfg, pyramid_embedding(model.eval()))["accuracy"]
         print(f"the same on {args.checkpoint}'s feature pyramid: {100 * result['embedding_accuracy']:.1f}%")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

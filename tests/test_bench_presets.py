@@ -197,3 +197,15 @@ def test_default_presets_are_the_thumos_like_ones_and_plain_only_implies_plain(t
     calib = bp.parse_args(["--presets", "anet", "--seeds", "0", "--plain-only", "--out", str(tmp_path)])
     assert [s[0].rsplit(", ", 1)[1] for s in bp.cell_steps(calib, "anet", 0)] == ["plain", "plain", "plain_full",
                                                                                 "plain_full"]
+
+
+def test_probe_on_a_checkpoint_that_is_not_one_is_a_one_line_error(tmp_path, capsys):
+    from conftest import exit_line
+    import probe_classes
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint")
+    # before it makes or reads any data (the dataset named here does not exist)
+    err = exit_line(probe_classes.main, ["--config", "configs/default.yaml", "--set",
+                                         f"dataset.annotation_file={tmp_path}/none.json", "--checkpoint", str(bad)],
+                    capsys)
+    assert str(bad) in err and "not a readable checkpoint" in err and not (tmp_path / "none.json").exists()
