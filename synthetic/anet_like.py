@@ -169,7 +169,7 @@ def _make_world(p, seed):
         encoder = (unit(r.standard_normal((p.encoder_width, L))), unit(r.standard_normal((p.feat_dim, p.encoder_width))))
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
                 coverage_shift=p.class_coverage_spread * np.array(quantiles), embed=embed, scenes=None,
-                encoder=encoder)
+                encoder=encoder, event_looks=None)
 
 
 def _from_histogram(weights, u):

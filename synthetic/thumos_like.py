@@ -66,6 +66,8 @@ CLASS_GROUPS = (
 )
 
 
+# ---------------------------------------------------------------- parameters and presets
+
 @dataclasses.dataclass(frozen=True)
 class GeneratorParams:
     # scale: overridden by the size presets in SIZES
@@ -238,6 +240,8 @@ def class_groups(k, all_groups=CLASS_GROUPS):
     return groups
 
 
+# ---------------------------------------------------------------- the world
+
 def _make_world(p, seed):
     """Class names (label_id order), groups, phase prototypes, duration scales and the embedding."""
     if p.latent_dim > p.feat_dim:
@@ -273,6 +277,8 @@ def _make_world(p, seed):
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
                 log_scale=log_scale, embed=embed, scenes=scenes, encoder=encoder, event_looks=events)
 
+
+# ---------------------------------------------------------------- a video's layout
 
 def _durations(p, rng, log_scale):
     """Two-piece log-normal action durations, one per entry of the class log-scales."""
@@ -317,9 +323,7 @@ def _layout(p, world, rng, classes, count_quantile):
 
 def _distractors(p, world, rng, instances, length, classes):
     """Unlabeled weak actions placed in the background, 0.5 s clear of the labeled ones."""
-    edges = [0.0] + [x for s, e, _ in instances for x in (s - 0.5, e + 0.5)] + [length]
-    free = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b > a]
-    out = []
+    free, out = free_gaps(instances, length), []
     for _ in range(rng.poisson(p.distractor_rate * len(instances))):
         same = rng.random() < p.distractor_same_class_prob
         c = int(rng.choice(classes)) if same else int(rng.integers(p.num_classes))
@@ -328,6 +332,13 @@ def _distractors(p, world, rng, instances, length, classes):
         if s is not None:
             out.append((s, s + d, c))
     return out
+
+
+def free_gaps(taken, length, clear=0.5):
+    """[(a, b), ...] the stretches of [0, length] at least `clear` s from every instance of `taken`
+    ((start, end, ...) in time order), for place()."""
+    edges = [0.0] + [x for s, e, *_ in taken for x in (s - clear, e + clear)] + [length]
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b > a]
 
 
 def place(free, d, rng):
@@ -341,6 +352,8 @@ def place(free, d, rng):
     free[j:j + 1] = [(free[j][0], s), (s + d, free[j][1])]
     return s
 
+
+# ---------------------------------------------------------------- a video's frames
 
 def frame_latents(p, world, rng, n_frames, fps, events, context_class):
     """(n_frames, L) latents: background + drift + phased actions; events = (start, end, class, scale,
@@ -364,7 +377,7 @@ def frame_latents(p, world, rng, n_frames, fps, events, context_class):
         paint(p, rng, x, centres, s, e, world["phases"][c, look], scale)
     if p.shot_median > 0:  # drawn after everything else, so the knob off leaves every draw as it was
         x += shot_offsets(p, rng, n_frames, fps)
-    if world.get("event_looks") is not None:  # drawn after the cuts, so the knob off changes nothing
+    if world["event_looks"] is not None:  # drawn after the cuts, so the knob off changes nothing
         for s, e, look, scale in background_events(p, rng, n_frames / fps, events):
             paint(p, rng, x, centres, s, e, world["event_looks"][look], scale)
     return x
@@ -388,9 +401,7 @@ def background_events(p, rng, length, taken):
     """(start, end, look, scale) of a video's background events (GeneratorParams.event_rate): a
     Poisson count over its length in minutes, each with an action's duration, put into the gaps
     0.5 s clear of the instances `taken` (start, end, ...), skipped where none holds it."""
-    edges = [0.0] + [x for s, e, *_ in sorted(taken) for x in (s - 0.5, e + 0.5)] + [length]
-    free = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b > a]
-    out = []
+    free, out = free_gaps(sorted(taken), length), []
     for _ in range(rng.poisson(p.event_rate * length / 60.0)):
         d = _durations(p, rng, np.zeros(1))[0]
         s = place(free, d, rng)
@@ -413,6 +424,8 @@ def shot_offsets(p, rng, n_frames, fps):
             setup = (setup + 1 + int(rng.integers(p.shot_setups - 1))) % p.shot_setups
     return out
 
+
+# ---------------------------------------------------------------- frames to features
 
 def features(p, world, rng, x, n_features):
     """Average each window of num_frames frames, embed into feat_dim dims, add noise; or, with an
@@ -468,6 +481,8 @@ def jitter(p, rng, segments, duration):
         out.append([round(float(s2), 2), round(float(e2), 2)])
     return out
 
+
+# ---------------------------------------------------------------- a video and the files
 
 def _make_video(p, world, seed, subset, index, stratum, n_strata):
     """One video's annotation entry and its (T, D) features."""
@@ -570,6 +585,8 @@ def ensure_dataset(root, size="small", seed=0):
     return root
 
 
+# ---------------------------------------------------------------- the video-level classifier
+
 # The video-level classifier a class-agnostic detector (BMN on THUMOS14: UntrimmedNet's top-2) needs:
 # logits = SCORE_MARGIN at each class the video holds + SCORE_GROUP_BONUS at every class of their groups
 # + unit Gaussian noise, softmax(SCORE_SHARPNESS x logits), as synthetic/anet_like.py's classifier.
@@ -618,6 +635,8 @@ def ensure_video_scores(root):
     write_video_scores(path, probs, names)
     return path
 
+
+# ---------------------------------------------------------------- statistics, command line
 
 def _covered(segments, duration):
     """Length of the union of segments clipped to [0, duration]."""
