@@ -5,9 +5,10 @@ varied with --config; synthetic/anet_like.py's anet, anet_hard with configs/anet
 chains the stage scripts with the config's defaults:
   ACP pre-training -> supervised detector (10% labeled) -> evaluation
   per variant: pseudo labels -> semi-supervised round 1 -> evaluation -> pseudo labels from
-               round 1 -> round 2 -> evaluation
+               round 1 -> round 2 -> evaluation -> ... (--rounds, default 3 as runs/main.sh)
   oracle:      the round trained on the unlabeled videos' true labels (benchmarks/oracle_labels.py)
-               from the same supervised detector -> evaluation: the ceiling of one round
+               from the same supervised detector -> evaluation: the ceiling of one round of the
+               config's length (semi.epochs)
 and, with --plain, the plain ActionFormer settings (alqa none, acp none) on the labeled videos and
 on every training video (100% labeled, the preset's full-label regime). Each preset also reports
 the nearest-prototype probe (harness.probe_accuracy, as benchmarks/probe_classes.py): how often the
@@ -239,7 +240,7 @@ def parse_args(argv=None):
                         help="variants to run (default and paper are built in; others via --variant)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE,KEY=VALUE",
                         help="define a variant by its overrides of the pseudo-label and semi steps (repeatable)")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per variant (default 3: runs/main.sh's)")
     parser.add_argument("--no-oracle", dest="oracle", action="store_false")
     parser.add_argument("--plain", nargs="*", choices=["labeled", "full"], default=None,
                         help="also the plain ActionFormer detector: on the labeled videos, on every training "
