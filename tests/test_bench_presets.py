@@ -26,9 +26,12 @@ def test_steps_share_the_supervised_run_and_chain_the_rounds(tmp_path):
     steps = bp.cell_steps(_args(tmp_path), "hard", 1)
     scripts = [s[1] for s in steps]
     assert scripts[:3] == ["pretrain_acp.py", "train_supervised.py", "evaluate.py"]
-    # two variants x two rounds x (pseudo labels, semi, evaluate), then the oracle's three steps
-    assert scripts[3:] == ["pseudo_label.py", "train_semi.py", "evaluate.py"] * 4 + [
+    # two variants x three rounds x (pseudo labels, semi, evaluate), then the oracle's three steps
+    assert scripts[3:] == ["pseudo_label.py", "train_semi.py", "evaluate.py"] * 6 + [
         "benchmarks/oracle_labels.py", "train_semi.py", "evaluate.py"]
+    # the oracle trains one full round whatever the config's length; the variants the config's
+    assert steps[-2][1] == "train_semi.py" and "semi.epochs=10" in steps[-2][2]
+    assert not any(a.startswith("semi.epochs=") for s in steps[3:-3] for a in s[2])
     sup = os.path.join(str(tmp_path), "hard", "seed1", "supervised", "last.pt")
     round1 = os.path.join(str(tmp_path), "hard", "seed1", "mine", "round1")
     mine = [s for s in steps if "mine round" in s[0]]
