@@ -245,7 +245,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-oracle", dest="oracle", action="store_false")
     parser.add_argument("--oracle-epochs", type=int, default=10,
                         help="semi.epochs of the oracle round (default 10, one full round whatever the config's "
-                             "round length: a round of 4 epochs on the true labels reaches 11 points less on relu, "
+                             "round length: a round of 4 epochs on the true labels reaches 10 points less on relu, "
                              "and a ceiling that falls with the round would flatter its gap)")
     parser.add_argument("--plain", nargs="*", choices=["labeled", "full"], default=None,
                         help="also the plain ActionFormer detector: on the labeled videos, on every training "
