@@ -13,6 +13,8 @@ import yaml
 
 from common.distributed import is_main
 
+# ---------------------------------------------------------------- the keys, their defaults and the recipes
+
 DEFAULTS = {
     "seed": 0,
     "recipe": "project",                      # project: these defaults | paper: APL as published (RECIPES)
@@ -165,6 +167,8 @@ RECIPES = {
 }
 
 
+# ---------------------------------------------------------------- what a value may be: choices, types, removed keys
+
 class ConfigError(ValueError):
     """An unknown key, a wrong type, a value that is not one of its key's choices, or an unreadable config file."""
 
@@ -256,6 +260,8 @@ def unknown_key(name):
         return ConfigError(f"config key {name}: {REMOVED[name][1]}")
     return ConfigError(f"unknown config key: {name}")
 
+
+# ---------------------------------------------------------------- reading a config: the file, its recipe, the overrides
 
 def merge(cfg, update, prefix=""):
     """Merge `update` into `cfg` in place; unknown keys and type changes are errors."""
@@ -352,6 +358,8 @@ def check_file_recipe(data, recipe):
                                   f"to {node[key]!r}; remove it from the file, or name recipe project")
     walk(RECIPES[recipe], data, "")
 
+
+# ---------------------------------------------------------------- checks across keys
 
 def _positive_int(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
@@ -473,6 +481,8 @@ def check_bmn_grid(cfg, T):
         raise ConfigError(f"config key dataset.window.size: model.arch bmn needs windows of "
                           f"model.bmn.temporal_scale = {T} steps, got {size}")
 
+
+# ---------------------------------------------------------------- stored configs and atomic writes
 
 def from_dict(data):
     """A config stored in a checkpoint, checked against today's DEFAULTS: a renamed key is read under
