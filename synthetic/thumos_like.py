@@ -122,6 +122,9 @@ class GeneratorParams:
     mode_spread: float = 0.0  # how far a class's looks lie from its prototype (own-vector weight)
     scene_class_lean: float = 0.0  # chance that a video's scene is its class group's own (a pool for
     # diving) rather than any scene; needs scene_count > 0
+    mirror_pairs: float = 0.0  # classes paired inside each group: how much the second of a pair shows
+    # its mate's phases in reverse order (1: the same looks, end first, so that a mean over the action
+    # cannot tell the two apart and only the order of the phases can)
     encoder_width: int = 0  # > 0: features come out of a fixed random two-layer ReLU network of this
     # hidden width (non-negative, as I3D's or TSN's pooled post-ReLU units; an action's features then
     # depend on the scene it happens in) instead of the orthonormal embedding
@@ -259,6 +262,8 @@ def _make_world(p, seed):
         looks = unit(proto[:, None] + p.mode_spread * unit(r.standard_normal((len(names), p.class_modes, L))))
         phases = unit(looks[:, :, None] + p.phase_separation
                        * unit(r.standard_normal((len(names), p.class_modes, 3, L))))
+    if p.mirror_pairs > 0:  # no draws: the presets without it keep their bytes
+        phases = mirrored(phases, groups, names, p.mirror_pairs)
     # normal quantiles dealt to classes at random: pooled durations keep their targets at any K
     quantiles = [NormalDist().inv_cdf((i + 0.5) / len(names)) for i in rng.permutation(len(names))]
     log_scale = p.class_duration_spread * np.array(quantiles)
@@ -276,6 +281,18 @@ def _make_world(p, seed):
                       + p.phase_separation * unit(r.standard_normal((p.event_looks, 3, L))))
     return dict(names=names, groups=groups, group_of=group_of, group_vec=group_vec, phases=phases,
                 log_scale=log_scale, embed=embed, scenes=scenes, encoder=encoder, event_looks=events)
+
+
+def mirrored(phases, groups, names, share):
+    """phases (C, modes, 3, L) with the classes of each group paired in label order, (a, b), (c, d), ...
+    and b's phases moved towards a's in reverse order (end, middle, start) by `share`: a pair then
+    differs in the order of its phases more than in their mean."""
+    out = phases.copy()
+    for group in groups:
+        ids = sorted(names.index(n) for n in group)
+        for a, b in zip(ids[0::2], ids[1::2]):
+            out[b] = unit((1 - share) * phases[b] + share * phases[a, :, ::-1])
+    return out
 
 
 # ---------------------------------------------------------------- a video's layout

@@ -341,7 +341,7 @@ def test_unseen_knobs_off_leave_the_world_and_the_files_as_they_were(tmp_path, t
     assert world["phases"].shape == (5, 1, 3, base.latent_dim) and world["encoder"] is None
     # setting a knob to its off value writes the same files
     same = _tiny_with(tmp_path, "off", class_modes=1, scene_class_lean=0.0, encoder_width=0, shot_median=0.0,
-                      event_rate=0.0)
+                      event_rate=0.0, mirror_pairs=0.0)
     assert _load(same)[0] == _load(tiny)[0]
     vid = sorted(_load(tiny)[0]["database"])[0]
     assert np.array_equal(_features(same, vid), _features(tiny, vid))
@@ -377,6 +377,27 @@ def test_class_modes_give_a_class_several_looks():
     same_class = np.mean([mid[c, 0] @ mid[c, 1] for c in range(5)])
     # the looks of a class stay closer to each other than to another group's class
     assert 0.2 < same_class < 0.95
+
+
+def test_mirror_pairs_reverse_a_mates_phases_within_its_group():
+    from synthetic.thumos_like import _make_world
+    base = _make_world(make_params("small"), 0)
+    world = _make_world(make_params("small", dict(mirror_pairs=1.0, class_modes=2, mode_spread=0.5)), 0)
+    plain = _make_world(make_params("small", dict(class_modes=2, mode_spread=0.5)), 0)
+    names, ph, ph0 = world["names"], world["phases"], plain["phases"]
+    assert names == base["names"]
+    group = sorted(names.index(n) for n in ("BaseballPitch", "CricketBowling", "CricketShot"))
+    a, b, odd = group  # a group of three: one pair in label order, the third class left as it was
+    assert np.allclose(ph[b], ph0[a][:, ::-1]) and np.allclose(ph[a], ph0[a]) and np.allclose(ph[odd], ph0[odd])
+    # a mean over the phases no longer tells the pair apart; their order still does
+    assert np.allclose(ph[a].mean(axis=1), ph[b].mean(axis=1))
+    assert np.linalg.norm(ph[a, :, 0] - ph[b, :, 0]) > 0.3
+    # paired classes in every group of two or more: 8 of the 20 second mates
+    moved = [c for c in range(len(names)) if not np.allclose(ph[c], ph0[c])]
+    assert len(moved) == 8
+    half = _make_world(make_params("small", dict(mirror_pairs=0.5, class_modes=2, mode_spread=0.5)), 0)["phases"]
+    want = ph0[b] + ph0[a][:, ::-1]
+    assert np.allclose(half[b], want / np.linalg.norm(want, axis=-1, keepdims=True))
 
 
 def test_scene_class_lean_picks_the_groups_scene(tmp_path):
