@@ -15,7 +15,7 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
   With pseudo.relabel prototype (not in the paper), each written prediction's class is re-decided
      among its class_scores' classes by the nearest prototype of the labeled actions' centred input
      features, with pseudo.video_prior > 0 weighed by a vote of the video's own listed predictions
-     and with pseudo.detector_weight > 0 by the detector's own class probabilities (common/relabel.py; the detector's own is kept as detector_label where it differs), and
+     (common/relabel.py; the detector's own is kept as detector_label where it differs), and
      a pseudo label that then doubles one of its video (same segment and class) is rejected as
      'duplicate';
   3. writes the pseudo-label file (common/pseudo_file.py): per video its accepted `annotations` with
@@ -141,11 +141,10 @@ def carry_labels(database, previous):
 
 # ---------------------------------------------------------------- prototype classes (pseudo.relabel)
 
-def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, video_prior=0.0, detector_weight=0.0):
+def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, video_prior=0.0):
     """pseudo.relabel prototype: every prediction the file will list (above tau_neg) takes, among the
     classes of its class_scores, the one whose prototype of the labeled actions is nearest, weighed
-    with pseudo.video_prior by its video's vote and with pseudo.detector_weight by the detector's own
-    class probabilities (common/relabel.py); then with_labels. Returns the
+    with pseudo.video_prior by its video's vote (common/relabel.py); then with_labels. Returns the
     results, the decisions and how many labels changed."""
     bank, bank_labels = pooled_actions(dcfg, videos, labeled)
     if not len(bank_labels):
@@ -163,8 +162,7 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, vi
         if idx.size:
             labels[vid][idx] = nearest_listed(pooled[vid], results[vid]["topk_labels"][idx],
                                               results[vid]["labels"][idx], protos, has,
-                                              results[vid]["scores"][idx], video_prior,
-                                              results[vid]["topk_probs"][idx], detector_weight)
+                                              results[vid]["scores"][idx], video_prior)
     return with_labels(results, decisions, labels)
 
 
@@ -244,7 +242,7 @@ def main(argv=None):
     detected, relabelled = results, 0
     if pcfg["relabel"] == "prototype":
         results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
-                                                           len(classes), pcfg["video_prior"], pcfg["detector_weight"])
+                                                           len(classes), pcfg["video_prior"])
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])

@@ -120,7 +120,6 @@ DEFAULTS = {
         "mpp": {"by": "tiou", "threshold": 0.9},
         "relabel": "prototype",               # none: the detector's class | prototype: nearest labeled prototype
         "video_prior": 4.0,                   # mu: relabel prototype's classes weighed by the video's vote (0: none)
-        "detector_weight": 0.0,               # lambda: and by the detector's own class probabilities (0: none)
         "carry_over": "labels",               # with --previous: none | thresholds | labels
     },
     "semi": {
@@ -156,7 +155,7 @@ RECIPES = {
         "pseudo": {
             "selection": "adaptive", "tau_neg": 0.15, "pos_std": 1.0,  # Eq. (6): tau_pos = mean + std
             "icd": "both", "mpp": {"by": "icd", "threshold": 0.7},     # EAP and MPP by S_i (Eq. 10)
-            "relabel": "none", "video_prior": 0.0, "detector_weight": 0.0,  # the detector's own classes
+            "relabel": "none", "video_prior": 0.0,                     # the detector's own classes
             "carry_over": "none",                                      # one round, selected afresh
         },
         "semi": {
@@ -380,10 +379,9 @@ def check_values(cfg):
                           "(the video-level classifier that labels the proposals)")
     check_window(cfg)
     check_mpp(cfg["pseudo"]["mpp"])
-    for key in ("video_prior", "detector_weight"):
-        weight = cfg["pseudo"][key]
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
-            raise ConfigError(f"config key pseudo.{key}: expected a finite number >= 0, got {weight!r}")
+    prior = cfg["pseudo"]["video_prior"]
+    if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 <= prior < float("inf"):
+        raise ConfigError(f"config key pseudo.video_prior: expected a finite number >= 0, got {prior!r}")
     if cfg["pseudo"]["relabel"] != "none" and dcfg["class_agnostic"]:
         raise ConfigError("config key pseudo.relabel: a class-agnostic detector's classes come from the video-level "
                           "classifier (dataset.class_agnostic: true), there is nothing to relabel; set it none")

@@ -24,14 +24,6 @@ layout: 86.5% of THUMOS14's training videos hold one class, ActivityNet's nearly
   label  = argmax over i's listed classes of cos(x_i, p_c) / T + mu * log(q_v(c) + PRIOR_FLOOR)
 
 over every listed prediction i of the video v.
-
-With pseudo.detector_weight lambda > 0 the detector's own class probabilities (P_cls of Eq. 4, the
-listed classes' topk_probs) join the prototypes in every logit above, the vote's included:
-
-  cos(x_i, p_c) / T  ->  cos(x_i, p_c) / T + lambda * log(P_cls(c) + PRIOR_FLOOR)
-
-A mean over the action is blind to what only the order of its parts tells apart (a class and its
-mirror image share every look); the detector, which sees the order, then breaks the prototypes' tie.
 """
 import numpy as np
 
@@ -81,22 +73,16 @@ PRIOR_TEMPERATURE = 0.05
 PRIOR_FLOOR = 1e-3
 
 
-def nearest_listed(feats, listed, labels, protos, has, scores=None, video_prior=0.0, probs=None,
-                   detector_weight=0.0):
+def nearest_listed(feats, listed, labels, protos, has, scores=None, video_prior=0.0):
     """Per instance of one video, the class among its listed ones (N, k class ids) whose prototype
     is nearest in cosine, or with video_prior mu > 0 the one that maximises cos / T + mu log q_v
-    (the module's docstring; `scores` (N,) weight the vote), each logit with detector_weight lambda > 0
-    plus lambda log P_cls (`probs` (N, k), the listed classes' probabilities); its own label where
-    none of them has a prototype. Ties: the first listed."""
+    (the module's docstring; `scores` (N,) weight the vote); its own label where none of them has a
+    prototype. Ties: the first listed."""
     sims = _unit(np.asarray(feats, dtype=np.float64)) @ protos.T           # (N, C)
     listed = np.asarray(listed, dtype=np.int64).reshape(len(sims), -1)
     out = np.asarray(labels, dtype=np.int64).copy()
-    logits = sims[np.arange(len(sims))[:, None], listed] / PRIOR_TEMPERATURE  # (N, k)
-    if detector_weight > 0:
-        logits = logits + detector_weight * np.log(np.asarray(probs, dtype=np.float64).reshape(listed.shape)
-                                                   + PRIOR_FLOOR)
-    usable = [(n, has[listed[n]]) for n in range(len(sims))]
-    usable = [(n, listed[n][keep], logits[n][keep]) for n, keep in usable if keep.any()]
+    usable = [(n, listed[n][has[listed[n]]]) for n in range(len(sims))]
+    usable = [(n, classes, sims[n, classes] / PRIOR_TEMPERATURE) for n, classes in usable if classes.size]
     prior = np.zeros(protos.shape[0])
     if video_prior > 0:
         weights = np.ones(len(sims)) if scores is None else np.asarray(scores, dtype=np.float64)

@@ -57,31 +57,6 @@ def test_video_prior_by_hand():
     assert nearest_listed(feats, listed, own, protos, has, [1, 1, 1], 0.0).tolist() == [0, 2, 2]
 
 
-def test_detector_weight_by_hand():
-    """pseudo.detector_weight lambda: T = 0.05, floor 1e-3. Prototypes [1, 0] (class 0) and [0, 1]
-    (class 2); a = [1, 0.9] lists 0 and 2 with the detector's P_cls 0.1 and 0.8."""
-    protos, has = class_prototypes([[1.0, 0.0], [0.0, 1.0]], [0, 2], 3)
-    feats, listed, own, probs = [[1.0, 0.9]], [[0, 2]], [1], [[0.1, 0.8]]
-    # lambda 0: the prototypes alone, 14.866 > 13.379: class 0
-    assert nearest_listed(feats, listed, own, protos, has, probs=probs, detector_weight=0.0).tolist() == [0]
-    # lambda 0.5: 14.866 + 0.5 log(0.101) = 13.720 against 13.379 + 0.5 log(0.801) = 13.268: still 0
-    assert nearest_listed(feats, listed, own, protos, has, probs=probs, detector_weight=0.5).tolist() == [0]
-    # lambda 1: 14.866 - 2.293 = 12.573 against 13.379 - 0.222 = 13.157: the detector's class 2
-    assert nearest_listed(feats, listed, own, protos, has, probs=probs, detector_weight=1.0).tolist() == [2]
-    # tied prototypes (a mirrored pair): the detector decides at any lambda > 0
-    tied = [[1.0, 1.0]]
-    assert nearest_listed(tied, listed, own, protos, has, probs=[[0.1, 0.8]], detector_weight=0.01).tolist() == [2]
-    assert nearest_listed(tied, listed, own, protos, has, probs=[[0.8, 0.1]], detector_weight=0.01).tolist() == [0]
-    # with the vote (mu 4): the logits it sums are the joint ones. b = [1, 1] listing 2, 0 with P_cls
-    # 0.9, 0.05; lambda 1. a: logits (12.573, 13.157) -> w = (0.358, 0.642); b: cos 0.7071 both,
-    # 14.142 + log(0.901) = 14.038 for 2, 14.142 + log(0.051) = 11.166 for 0 -> w = (0.946 for 2, 0.054 for 0).
-    # q = (0.358 + 0.054, 0.642 + 0.946) / 2 = (0.206, 0.794): a's class 0 12.573 + 4 log(0.207) = 6.27
-    # against 13.157 + 4 log(0.795) = 12.24: 2.
-    out = nearest_listed([[1.0, 0.9], [1.0, 1.0]], [[0, 2], [2, 0]], [1, 1], protos, has, [1, 1], 4.0,
-                         [[0.1, 0.8], [0.9, 0.05]], 1.0)
-    assert out.tolist() == [2, 2]
-
-
 def _relabelled(chain, tmp_path, relabel, prior=0):  # noqa: F811
     """The chain's supervised detector's pseudo-label file with pseudo.relabel=relabel: (path, data)."""
     path = tmp_path / f"pl{prior}.json"
@@ -145,7 +120,7 @@ def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
     # prediction below tau_neg, which the file does not list and keeps its class
     segments = np.array([truth[0], truth[0], truth[1], truth[1]])
     pred = {"segments": segments, "labels": np.array([0, 1, 2, 3]), "scores": np.array([0.9, 0.8, 0.7, 0.01]),
-            "topk_labels": np.tile(np.arange(c), (4, 1)), "topk_probs": np.full((4, c), 1.0 / c)}
+            "topk_labels": np.tile(np.arange(c), (4, 1))}
     accepted = np.array([True, True, False, False])
     reason = np.array(["positive", "positive", "candidate", "below_tau_neg"])
     results, decisions, changed = pseudo_label.prototype_classes(
