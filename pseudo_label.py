@@ -141,19 +141,20 @@ def carry_labels(database, previous):
 
 # ---------------------------------------------------------------- prototype classes (pseudo.relabel)
 
-def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, video_prior=0.0):
+def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, video_prior=0.0, parts=1):
     """pseudo.relabel prototype: every prediction the file will list (above tau_neg) takes, among the
-    classes of its class_scores, the one whose prototype of the labeled actions is nearest, weighed
-    with pseudo.video_prior by its video's vote (common/relabel.py); then with_labels. Returns the
+    classes of its class_scores, the one whose prototype of the labeled actions is nearest (pooled
+    over pseudo.prototype_parts pieces), weighed with pseudo.video_prior by its video's vote
+    (common/relabel.py); then with_labels. Returns the
     results, the decisions and how many labels changed."""
-    bank, bank_labels = pooled_actions(dcfg, videos, labeled)
+    bank, bank_labels = pooled_actions(dcfg, videos, labeled, parts=parts)
     if not len(bank_labels):
         raise ConfigError("config key pseudo.relabel: prototype needs labeled actions, and the labeled "
                           "videos hold none")
     vids = sorted(results)
     listed = {vid: np.flatnonzero(decisions[vid][1] != "below_tau_neg") for vid in vids}
     pooled = {vid: mean_pool(centred(grid_features(dcfg, vid)[0]),
-                             to_grid(dcfg, videos[vid], results[vid]["segments"][listed[vid]]))
+                             to_grid(dcfg, videos[vid], results[vid]["segments"][listed[vid]]), parts)
               if listed[vid].size else np.zeros((0, bank.shape[1])) for vid in vids}
     labels = {vid: results[vid]["labels"].copy() for vid in vids}
     protos, has = class_prototypes(bank, bank_labels, num_classes)
@@ -242,7 +243,7 @@ def main(argv=None):
     detected, relabelled = results, 0
     if pcfg["relabel"] == "prototype":
         results, decisions, relabelled = prototype_classes(results, decisions, videos, dcfg, labeled_ids(cfg, videos),
-                                                           len(classes), pcfg["video_prior"])
+                                                           len(classes), pcfg["video_prior"], pcfg["prototype_parts"])
 
     # 4. The pseudo-label file.
     reasons = np.concatenate([d[1] for d in decisions.values()] or [np.zeros(0, dtype=str)])

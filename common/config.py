@@ -120,6 +120,7 @@ DEFAULTS = {
         "mpp": {"by": "tiou", "threshold": 0.9},
         "relabel": "prototype",               # none: the detector's class | prototype: nearest labeled prototype
         "video_prior": 4.0,                   # mu: relabel prototype's classes weighed by the video's vote (0: none)
+        "prototype_parts": 1,                 # relabel prototype pools an action in this many equal pieces, start first
         "carry_over": "labels",               # with --previous: none | thresholds | labels
     },
     "semi": {
@@ -379,6 +380,9 @@ def check_values(cfg):
                           "(the video-level classifier that labels the proposals)")
     check_window(cfg)
     check_mpp(cfg["pseudo"]["mpp"])
+    if not _positive_int(cfg["pseudo"]["prototype_parts"]):
+        raise ConfigError(f"config key pseudo.prototype_parts: expected a positive integer, "
+                          f"got {cfg['pseudo']['prototype_parts']!r}")
     prior = cfg["pseudo"]["video_prior"]
     if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0 <= prior < float("inf"):
         raise ConfigError(f"config key pseudo.video_prior: expected a finite number >= 0, got {prior!r}")

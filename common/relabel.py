@@ -37,16 +37,20 @@ def centred(feats):
     return feats - np.median(feats, axis=0) if len(feats) else feats
 
 
-def mean_pool(feats, segments):
-    """Mean of feats (T, D) over each segment (N, 2) in grid units -> (N, D). The steps counted are
-    the ICD's (common/icd.py segment_steps): every step whose centre lies in the segment, or the
-    one nearest the centre of a segment shorter than a step."""
+def mean_pool(feats, segments, parts=1):
+    """Mean of feats (T, D) over each segment (N, 2) in grid units -> (N, D); with parts > 1 the
+    means over its `parts` equal pieces, start first, side by side -> (N, parts * D). The steps
+    counted are the ICD's (common/icd.py segment_steps): every step whose centre lies in the piece,
+    or the one nearest the centre of a piece shorter than a step."""
     feats = np.asarray(feats, dtype=np.float64)
-    out = np.zeros((len(segments), feats.shape[1]))
-    for n, (start, end) in enumerate(np.asarray(segments, dtype=np.float64).reshape(-1, 2)):
-        lo, hi = segment_steps(start, end, feats.shape[0])
-        out[n] = feats[lo:hi + 1].mean(axis=0)
-    return out
+    segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
+    out = np.zeros((len(segments), parts, feats.shape[1]))
+    for n, (start, end) in enumerate(segments):
+        edges = np.linspace(start, end, parts + 1)
+        for k in range(parts):
+            lo, hi = segment_steps(edges[k], edges[k + 1], feats.shape[0])
+            out[n, k] = feats[lo:hi + 1].mean(axis=0)
+    return out.reshape(len(segments), -1)
 
 
 def _unit(x):
@@ -97,15 +101,15 @@ def nearest_listed(feats, listed, labels, protos, has, scores=None, video_prior=
     return out
 
 
-def pooled_actions(dcfg, videos, ids, transform=centred):
-    """(N, D) mean-pooled features of every annotated action of the videos `ids`, each video's (T, D)
-    grid features first passed through `transform` (by default centred), and (N,) their labels;
-    (0, 0) and (0,) when none holds an action."""
+def pooled_actions(dcfg, videos, ids, transform=centred, parts=1):
+    """(N, parts * D) mean-pooled features (mean_pool) of every annotated action of the videos `ids`,
+    each video's (T, D) grid features first passed through `transform` (by default centred), and (N,)
+    their labels; (0, 0) and (0,) when none holds an action."""
     feats, labels = [], []
     for vid in ids:
         if len(videos[vid].labels):
             x = transform(grid_features(dcfg, vid)[0])
-            feats.append(mean_pool(x, to_grid(dcfg, videos[vid], videos[vid].segments)))
+            feats.append(mean_pool(x, to_grid(dcfg, videos[vid], videos[vid].segments), parts))
             labels.append(videos[vid].labels)
     if not feats:
         return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)

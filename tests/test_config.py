@@ -103,6 +103,16 @@ def test_video_prior_is_a_finite_weight():
             load_config(None, [f"pseudo.video_prior={bad}"])
 
 
+def test_prototype_parts_is_a_positive_integer():
+    assert load_config(None)["pseudo"]["prototype_parts"] == 1
+    assert load_config(None, ["pseudo.prototype_parts=3"])["pseudo"]["prototype_parts"] == 3
+    for bad in ("0", "-1"):
+        with pytest.raises(ConfigError, match="config key pseudo.prototype_parts: expected a positive integer, got"):
+            load_config(None, [f"pseudo.prototype_parts={bad}"])
+    with pytest.raises(ConfigError, match="config key pseudo.prototype_parts: expected int, got 1.5"):
+        load_config(None, ["pseudo.prototype_parts=1.5"])
+
+
 def test_int_may_stand_for_float_and_scientific_strings_are_numbers():
     assert parse_override("train.lr=5e-4") == {"train": {"lr": 5e-4}}
     assert load_config(None, ["train.lr=1"])["train"]["lr"] == 1.0

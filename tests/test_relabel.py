@@ -24,6 +24,18 @@ def test_centred_and_mean_pool_by_hand():
     # [0.6, 1.4]: step 1 alone; [1, 2]: steps 1 and 2; [2.2, 2.4] holds no step centre: the step
     # nearest its centre 2.3, step 2 (not ceil(2.2) = 3)
     assert mean_pool(x, [[0.6, 1.4], [1.0, 2.0], [2.2, 2.4]]).tolist() == [[2, 0], [1, 1], [0, 2]]
+    # pseudo.prototype_parts: the means over equal pieces, start first, side by side
+    ramp = np.array([[0.0], [2.0], [4.0], [6.0]])
+    # [0, 3] in thirds: steps 0-1, 1-2, 2-3 (a step on a piece's edge counts in both)
+    assert mean_pool(ramp, [[0.0, 3.0]], parts=3).tolist() == [[1, 3, 5]]
+    # halves [0, 1.5] (steps 0-1) and [1.5, 3] (steps 2-3); one part is the plain mean
+    assert mean_pool(ramp, [[0.0, 3.0]], parts=2).tolist() == [[1, 5]] and mean_pool(ramp, [[0.0, 3.0]]).tolist() == [[3]]
+    # pieces shorter than a step take the step nearest their centre: [0.6, 1.0] and [1.0, 1.4] both step 1
+    assert mean_pool(ramp, [[0.6, 1.4]], parts=2).tolist() == [[2, 2]]
+    # a mirrored pair: the same steps in reverse order have one mean and different thirds
+    fwd, back = mean_pool(ramp, [[0.0, 3.0]]), mean_pool(ramp[::-1], [[0.0, 3.0]])
+    assert fwd.tolist() == back.tolist()
+    assert mean_pool(ramp[::-1], [[0.0, 3.0]], parts=3).tolist() == [[5, 3, 1]]
 
 
 def test_prototypes_and_nearest_listed_class_by_hand():
@@ -109,7 +121,8 @@ def test_video_prior_in_the_file(chain, tmp_path):  # noqa: F811
     assert sum(classes_per_video(voted)) < sum(classes_per_video(alone))
 
 
-def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
+@pytest.mark.parametrize("parts", [1, 3])
+def test_prototype_classes_and_duplicates_by_hand(chain, parts):  # noqa: F811
     cfg = load_config("configs/default.yaml", chain["sets"])
     videos, classes = load_data(cfg)
     dcfg, labeled = cfg["dataset"], labeled_ids(cfg, videos)
@@ -124,12 +137,13 @@ def test_prototype_classes_and_duplicates_by_hand(chain):  # noqa: F811
     accepted = np.array([True, True, False, False])
     reason = np.array(["positive", "positive", "candidate", "below_tau_neg"])
     results, decisions, changed = pseudo_label.prototype_classes(
-        {vid: pred}, {vid: (accepted, reason, np.zeros(4))}, videos, dcfg, labeled, c)
+        {vid: pred}, {vid: (accepted, reason, np.zeros(4))}, videos, dcfg, labeled, c, parts=parts)
     feats = lambda v: centred(grid_features(dcfg, v)[0])  # noqa: E731
-    bank = [(mean_pool(feats(v), to_grid(dcfg, videos[v], videos[v].segments)), videos[v].labels)
+    bank = [(mean_pool(feats(v), to_grid(dcfg, videos[v], videos[v].segments), parts), videos[v].labels)
             for v in labeled if len(videos[v].labels)]
     protos, has = class_prototypes(np.concatenate([b[0] for b in bank]), np.concatenate([b[1] for b in bank]), c)
-    nearest = nearest_listed(mean_pool(feats(vid), to_grid(dcfg, videos[vid], segments[:3])),
+    assert protos.shape[1] == parts * feats(vid).shape[1]
+    nearest = nearest_listed(mean_pool(feats(vid), to_grid(dcfg, videos[vid], segments[:3]), parts),
                              pred["topk_labels"][:3], pred["labels"][:3], protos, has)
     assert nearest[0] == nearest[1]  # one segment, every class listed: one class
     assert results[vid]["labels"].tolist() == nearest.tolist() + [3]
