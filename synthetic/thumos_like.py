@@ -34,8 +34,8 @@ groups with more and stronger distractors and noise, and all of these at once. `
 not: a fixed random ReLU network between the latents and the features (non-negative; what an action
 adds depends on its scene), scenes that lean to their video's class, several looks per class,
 classes told apart by the order of their parts. The method's defaults are chosen on them
-(benchmarks/bench_presets.py), not on `small` alone, and never on the held-out `unseen`, `varied`
-and `mirror`.
+(benchmarks/bench_presets.py), not on `small` alone, and never on the held-out `unseen` and
+`varied`.
 
     python -m synthetic.thumos_like --out data/synthetic --size small --seed 0
 """
@@ -187,15 +187,16 @@ PRESETS = {
     # held-out benchmark's ReLU features, where prototype classes cost 2 points (issue 26)
     "varied": dict(scene_count=6, scene_weight=0.8, encoder_width=128, noise_std=0.4, instance_offset_std=1.25,
                    scene_class_lean=0.5, class_modes=3, mode_spread=0.8),
-    # held out too: shared scenes through the encoder, scenes that lean half the time, and classes
-    # paired with their mirror image (the same looks, end first; phases further apart, so that their
-    # order shows), so that a mean over the action, the prototype rule's ground, cannot tell 16 of
-    # the 20 classes from their mate and only the order of their parts can
+    # shared scenes through the encoder, scenes that lean half the time, and classes paired with their
+    # mirror image (the same looks, end first; phases further apart, so that their order shows), so
+    # that a mean over the action, the prototype rule's ground, cannot tell 16 of the 20 classes from
+    # their mate and only the order of their parts can. Built to be held out; chosen on since
+    # pseudo.prototype_parts was designed after its pairs (docs/presets_history.md)
     "mirror": dict(scene_count=6, scene_weight=0.8, encoder_width=128, noise_std=0.5, scene_class_lean=0.5,
                    mirror_pairs=1.0, phase_separation=1.0),
 }
 SIZES.update(PRESETS)
-HELD_OUT = ("unseen", "varied", "mirror")  # reported apart by benchmarks/bench_presets.py; never a ground for a default
+HELD_OUT = ("unseen", "varied")  # reported apart by benchmarks/bench_presets.py; never a ground for a default
 
 
 def make_params(size="small", overrides=None):
