@@ -186,11 +186,14 @@ def gap_closed(rows, row):
 
 
 def probe(args, preset):
-    """The nearest-prototype probe's accuracy (%) on a preset's split; None before its data exists."""
+    """{parts: accuracy (%)} of the nearest-prototype probe on a preset's split, pooling each action
+    whole and, where the config's pseudo.prototype_parts is more, in that many pieces as the rule
+    does; None before the data exists."""
     cfg = load_config(preset_config(preset, args.config), preset_sets(preset, args.ratio) + args.set)
     if not os.path.exists(cfg["dataset"]["annotation_file"]):
         return None
-    return 100 * probe_accuracy(cfg)["accuracy"]
+    return {parts: 100 * probe_accuracy(cfg, parts=parts)["accuracy"]
+            for parts in sorted({1, cfg["pseudo"]["prototype_parts"]})}
 
 
 def report(args):
@@ -207,9 +210,10 @@ def report(args):
         record[preset] = dict(rows)
         accuracy = probe(args, preset)
         shown = f"{preset} (held out)" if preset in HELD_OUT else preset
-        if accuracy is not None:
-            record[preset]["probe"] = accuracy
-            lines.append(f"| {shown} | probe (nearest prototype, raw features) | {accuracy:.1f}% | | | |")
+        for parts, value in (accuracy or {}).items():
+            record[preset]["probe" if parts == 1 else f"probe_{parts}_parts"] = value
+            pooled = "raw features" if parts == 1 else f"raw features in {parts} parts"
+            lines.append(f"| {shown} | probe (nearest prototype, {pooled}) | {value:.1f}% | | | |")
         for row, found in rows.items():
             if found:
                 semi = "round" in row and row != "supervised"

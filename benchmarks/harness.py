@@ -234,13 +234,14 @@ def preset_sets(preset, ratio=10):
 
 # ---------------------------------------------------------------- the raw features' probe
 
-def probe_accuracy(cfg, transform=centred):
+def probe_accuracy(cfg, transform=centred, parts=1):
     """{accuracy, actions, labeled_actions, classes_with_prototype} of the probe on cfg's splits, on
-    each video's grid features passed through `transform` (by default the raw features, centred)."""
+    each video's grid features passed through `transform` (by default the raw features, centred),
+    each action pooled whole or in `parts` pieces side by side (common/relabel.py mean_pool)."""
     videos, classes = load_data(cfg, scores=False)
     dcfg = cfg["dataset"]
-    bank, bank_labels = pooled_actions(dcfg, videos, labeled_ids(cfg, videos), transform)
-    test, test_labels = pooled_actions(dcfg, videos, unlabeled_ids(cfg, videos), transform)
+    bank, bank_labels = pooled_actions(dcfg, videos, labeled_ids(cfg, videos), transform, parts)
+    test, test_labels = pooled_actions(dcfg, videos, unlabeled_ids(cfg, videos), transform, parts)
     protos, has = class_prototypes(bank, bank_labels, len(classes))
     norm = np.linalg.norm(test, axis=1, keepdims=True)
     sims = np.divide(test, norm, out=np.zeros_like(test), where=norm > 0) @ protos.T

@@ -6,7 +6,9 @@ mean of its labeled actions' (labeled split); every action of the unlabeled spli
 nearest prototype in cosine, among every class that has one. The accuracy says how much a rule
 built on the input features' geometry can rest on them: 81% on `small`, 44% on a held-out benchmark
 with THUMOS14's layout, 24% on that benchmark's features through a fixed ReLU encoder (issue 26).
-It reads the unlabeled videos' annotations, so it is a property of the data, not a method.
+It reads the unlabeled videos' annotations, so it is a property of the data, not a method. Where
+the config's pseudo.prototype_parts is above 1, it also pools each action in that many pieces, side
+by side, as the rule then does.
 
 With --checkpoint (a detector's or pretrain_acp.py's, trained with this config), the same probe on
 the detector's own embedding as well: every level of its feature pyramid (backbone and neck, what
@@ -69,6 +71,11 @@ def main(argv=None):
     print(f"nearest-prototype probe: {100 * result['accuracy']:.1f}% of {result['actions']} unlabeled actions "
           f"named right ({result['labeled_actions']} labeled actions, {result['classes_with_prototype']} "
           "classes with a prototype)")
+    parts = cfg["pseudo"]["prototype_parts"]
+    if parts > 1:  # as pseudo.relabel pools them: each action in parts pieces, side by side
+        result["parts_accuracy"] = probe_accuracy(cfg, parts=parts)["accuracy"]
+        print(f"the same with each action pooled in {parts} parts (pseudo.prototype_parts): "
+              f"{100 * result['parts_accuracy']:.1f}%")
     if ckpt is not None:
         model = build_detector(cfg, load_data(cfg, scores=False)[1], "cpu")
         start_from(model, ckpt, args.checkpoint, cfg)

@@ -88,43 +88,72 @@ def test_report_pairs_seeds_and_the_check_fails_loudly(tmp_path):
     assert info.value.code == 1
 
 
+def test_report_gives_the_probe_whole_and_in_the_rules_parts(tmp_path, monkeypatch):
+    _fake(tmp_path, "relu", 0, "supervised", 30.0)
+    monkeypatch.setattr(bp, "probe", lambda args, preset: {1: 49.04, 3: 56.56})
+    text, _ = bp.report(_args(tmp_path, ["--presets", "relu", "--seeds", "0"]))
+    assert "| relu | probe (nearest prototype, raw features) | 49.0% | | | |" in text
+    assert "| relu | probe (nearest prototype, raw features in 3 parts) | 56.6% | | | |" in text
+
+
 def test_unknown_variant_is_refused():
     with pytest.raises(SystemExit):
         bp.parse_args(["--variants", "nosuch"])
 
 
-def test_probe_names_unlabeled_actions_by_the_nearest_prototype_by_hand(tmp_path):
-    from harness import probe_accuracy
+def _probe_config(tmp_path, feats, labeled, unlabeled, duration):
+    """A config over features {video: (T, 2)} and annotations {video: [(start, end, class)]}: fps 1,
+    stride 1, one frame a feature, so second t sits at grid t - 0.5 ([2, 5] pools steps 2-4)."""
     from common.config import load_config
     import numpy as np
-    # fps 1, stride 1, one frame a feature: second t sits at grid t - 0.5, so [2, 5] pools steps 2-4
+    (tmp_path / "f").mkdir()
+    for vid, x in feats.items():
+        np.save(tmp_path / "f" / f"{vid}.npy", np.asarray(x, dtype=np.float32))
+    entry = lambda acts: {"subset": "train", "duration": duration, "fps": 1.0,  # noqa: E731
+                          "annotations": [{"segment": [s, e], "label": c} for s, e, c in acts]}
+    db = {**{v: entry(a) for v, a in {**labeled, **unlabeled}.items()},
+          "tst": {"subset": "test", "duration": duration, "fps": 1.0, "annotations": []}}
+    json.dump({"database": db}, open(tmp_path / "a.json", "w"))
+    (tmp_path / "l.txt").write_text("".join(f"{v}\n" for v in labeled))
+    (tmp_path / "u.txt").write_text("".join(f"{v}\n" for v in unlabeled))
+    return load_config("configs/default.yaml", [
+        f"dataset.annotation_file={tmp_path / 'a.json'}", f"dataset.feature_dir={tmp_path / 'f'}",
+        "dataset.synthetic_size=null", "dataset.feature_dim=2", "dataset.feat_stride=1", "dataset.num_frames=1",
+        f"dataset.labeled_split={tmp_path / 'l.txt'}", f"dataset.unlabeled_split={tmp_path / 'u.txt'}"])
+
+
+def test_probe_names_unlabeled_actions_by_the_nearest_prototype_by_hand(tmp_path):
+    from harness import probe_accuracy
+    import numpy as np
     feats = {"lab": np.zeros((12, 2)), "unl": np.zeros((12, 2))}
     feats["lab"][2:5] = [2.0, 0.0]     # class A: prototype [1, 0]
     feats["lab"][7:10] = [0.0, 3.0]    # class B: prototype [0, 1]
     feats["unl"][1:3] = [1.0, 0.2]     # labeled B, nearest A: wrong
     feats["unl"][5:7] = [0.1, 1.0]     # B: right
     feats["unl"][9:11] = [2.0, 1.0]    # A: right
-    (tmp_path / "f").mkdir()
-    for vid, x in feats.items():  # median of each dimension over the 12 steps is 0: centring is a no-op
-        np.save(tmp_path / "f" / f"{vid}.npy", x.astype(np.float32))
-    ann = lambda s, e, c: {"segment": [s, e], "label": c}  # noqa: E731
-    db = {"lab": {"subset": "train", "duration": 12.0, "fps": 1.0, "annotations": [ann(2, 5, "A"), ann(7, 10, "B")]},
-          "unl": {"subset": "train", "duration": 12.0, "fps": 1.0,
-                  "annotations": [ann(1, 3, "B"), ann(5, 7, "B"), ann(9, 11, "A")]},
-          "tst": {"subset": "test", "duration": 12.0, "fps": 1.0, "annotations": []}}
-    json.dump({"database": db}, open(tmp_path / "a.json", "w"))
-    (tmp_path / "l.txt").write_text("lab\n")
-    (tmp_path / "u.txt").write_text("unl\n")
-    cfg = load_config("configs/default.yaml", [
-        f"dataset.annotation_file={tmp_path / 'a.json'}", f"dataset.feature_dir={tmp_path / 'f'}",
-        "dataset.synthetic_size=null", "dataset.feature_dim=2", "dataset.feat_stride=1", "dataset.num_frames=1",
-        f"dataset.labeled_split={tmp_path / 'l.txt'}", f"dataset.unlabeled_split={tmp_path / 'u.txt'}"])
+    # the median of each dimension over the 12 steps is 0: centring is a no-op
+    cfg = _probe_config(tmp_path, feats, {"lab": [(2, 5, "A"), (7, 10, "B")]},
+                        {"unl": [(1, 3, "B"), (5, 7, "B"), (9, 11, "A")]}, 12.0)
     got = probe_accuracy(cfg)
     assert got["actions"] == 3 and got["labeled_actions"] == 2 and got["classes_with_prototype"] == 2
     assert got["accuracy"] == pytest.approx(2 / 3)
     # on another representation of the same steps (as --checkpoint's pyramid): the second dimension
     # gone, B's prototype is zero and every unlabeled action is nearest A: only the third is right
     assert probe_accuracy(cfg, lambda x: x * np.array([1.0, 0.0]))["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_probe_in_parts_tells_a_mirrored_pair_apart_by_hand(tmp_path):
+    from harness import probe_accuracy
+    import numpy as np
+    # A = [1, 0] then [0, 1]; B, its mirror image, [0, 1] then [1, 0]: one mean, [0.5, 0.5]
+    x = np.zeros((16, 2))
+    x[2:4], x[4:6], x[9:11], x[11:13] = [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]
+    acts = [(2, 6, "A"), (9, 13, "B")]  # [2, 6] pools steps 2-5; in halves 2-3 and 4-5
+    cfg = _probe_config(tmp_path, {"lab": x, "unl": x}, {"lab": acts}, {"unl": acts}, 16.0)
+    # whole: the two prototypes are one, every action is named A (the first of a tie): half right
+    assert probe_accuracy(cfg)["accuracy"] == pytest.approx(1 / 2)
+    # in halves, A [1, 0, 0, 1] and B [0, 1, 1, 0]: both right
+    assert probe_accuracy(cfg, parts=2)["accuracy"] == pytest.approx(1.0)
 
 
 def test_pyramid_embedding_lays_the_levels_upsampled_side_by_side_on_the_grid():
