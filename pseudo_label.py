@@ -145,8 +145,8 @@ def prototype_classes(results, decisions, videos, dcfg, labeled, num_classes, vi
     """pseudo.relabel prototype: every prediction the file will list (above tau_neg) takes, among the
     classes of its class_scores, the one whose prototype of the labeled actions is nearest (pooled
     over pseudo.prototype_parts pieces), weighed with pseudo.video_prior by its video's vote
-    (common/relabel.py); then with_labels. Returns the
-    results, the decisions and how many labels changed."""
+    (common/relabel.py); then with_labels. Returns the results, the decisions and how many labels
+    changed."""
     bank, bank_labels = pooled_actions(dcfg, videos, labeled, parts=parts)
     if not len(bank_labels):
         raise ConfigError("config key pseudo.relabel: prototype needs labeled actions, and the labeled "

@@ -48,7 +48,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common.config import atomic_write_text, load_config  # noqa: E402
-from harness import ALL_PRESETS, PRESET_NAMES, Runner, mean_std, preset_config, preset_sets, probe_accuracy  # noqa: E402
+from harness import ALL_PRESETS, PRESET_NAMES, Runner, mean_std, preset_config, preset_sets, probe_by_parts  # noqa: E402
 from synthetic.make import make_data  # noqa: E402
 from synthetic.thumos_like import HELD_OUT  # noqa: E402
 
@@ -192,8 +192,7 @@ def probe(args, preset):
     cfg = load_config(preset_config(preset, args.config), preset_sets(preset, args.ratio) + args.set)
     if not os.path.exists(cfg["dataset"]["annotation_file"]):
         return None
-    return {parts: 100 * probe_accuracy(cfg, parts=parts)["accuracy"]
-            for parts in sorted({1, cfg["pseudo"]["prototype_parts"]})}
+    return {parts: 100 * got["accuracy"] for parts, got in probe_by_parts(cfg).items()}
 
 
 def report(args):

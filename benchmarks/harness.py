@@ -234,6 +234,12 @@ def preset_sets(preset, ratio=10):
 
 # ---------------------------------------------------------------- the raw features' probe
 
+def probe_by_parts(cfg):
+    """{parts: probe_accuracy's result} with each action pooled whole and, where cfg's
+    pseudo.prototype_parts is more, in that many pieces as the prototype rule then pools it."""
+    return {parts: probe_accuracy(cfg, parts=parts) for parts in sorted({1, cfg["pseudo"]["prototype_parts"]})}
+
+
 def probe_accuracy(cfg, transform=centred, parts=1):
     """{accuracy, actions, labeled_actions, classes_with_prototype} of the probe on cfg's splits, on
     each video's grid features passed through `transform` (by default the raw features, centred),

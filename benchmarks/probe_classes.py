@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common.checkpoint import load_checkpoint  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.stage import build_detector, load_data, run_main, start_from  # noqa: E402
-from harness import probe_accuracy  # noqa: E402  (bench_presets.py measures it on every preset)
+from harness import probe_accuracy, probe_by_parts  # noqa: E402  (bench_presets.py measures it on every preset)
 from synthetic.make import make_data  # noqa: E402
 
 
@@ -67,15 +67,15 @@ def main(argv=None):
     cfg = load_config(args.config, args.set)
     ckpt = load_checkpoint(args.checkpoint) if args.checkpoint else None  # a bad file stops it before the probe
     make_data(cfg)
-    result = probe_accuracy(cfg)
+    probes = probe_by_parts(cfg)
+    result = probes.pop(1)
     print(f"nearest-prototype probe: {100 * result['accuracy']:.1f}% of {result['actions']} unlabeled actions "
           f"named right ({result['labeled_actions']} labeled actions, {result['classes_with_prototype']} "
           "classes with a prototype)")
-    parts = cfg["pseudo"]["prototype_parts"]
-    if parts > 1:  # as pseudo.relabel pools them: each action in parts pieces, side by side
-        result["parts_accuracy"] = probe_accuracy(cfg, parts=parts)["accuracy"]
+    for parts, got in probes.items():  # as pseudo.relabel pools them: each action in parts pieces, side by side
+        result["parts_accuracy"] = got["accuracy"]
         print(f"the same with each action pooled in {parts} parts (pseudo.prototype_parts): "
-              f"{100 * result['parts_accuracy']:.1f}%")
+              f"{100 * got['accuracy']:.1f}%")
     if ckpt is not None:
         model = build_detector(cfg, load_data(cfg, scores=False)[1], "cpu")
         start_from(model, ckpt, args.checkpoint, cfg)

@@ -154,6 +154,12 @@ def test_probe_in_parts_tells_a_mirrored_pair_apart_by_hand(tmp_path):
     assert probe_accuracy(cfg)["accuracy"] == pytest.approx(1 / 2)
     # in halves, A [1, 0, 0, 1] and B [0, 1, 1, 0]: both right
     assert probe_accuracy(cfg, parts=2)["accuracy"] == pytest.approx(1.0)
+    # probe_by_parts: whole, and in the rule's parts where the config pools more than one
+    from harness import probe_by_parts
+    assert list(probe_by_parts(cfg)) == [1]
+    cfg["pseudo"]["prototype_parts"] = 2
+    got = probe_by_parts(cfg)
+    assert list(got) == [1, 2] and got[1]["accuracy"] == pytest.approx(1 / 2) and got[2]["accuracy"] == pytest.approx(1.0)
 
 
 def test_pyramid_embedding_lays_the_levels_upsampled_side_by_side_on_the_grid():
