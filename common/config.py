@@ -120,7 +120,9 @@ DEFAULTS = {
         "mpp": {"by": "tiou", "threshold": 0.9},
         "relabel": "prototype",               # none: the detector's class | prototype: nearest labeled prototype
         "video_prior": 4.0,                   # mu: relabel prototype's classes weighed by the video's vote (0: none)
-        "prototype_parts": 1,                 # relabel prototype pools an action in this many equal pieces, start first
+        # relabel prototype pools an action in this many equal pieces, start first (SSN's start / course /
+        # end stages; the embedded actions are three blended phases, so 3 fits the generator exactly)
+        "prototype_parts": 3,
         "carry_over": "labels",               # with --previous: none | thresholds | labels
     },
     "semi": {

@@ -156,6 +156,7 @@ def test_probe_in_parts_tells_a_mirrored_pair_apart_by_hand(tmp_path):
     assert probe_accuracy(cfg, parts=2)["accuracy"] == pytest.approx(1.0)
     # probe_by_parts: whole, and in the rule's parts where the config pools more than one
     from harness import probe_by_parts
+    cfg["pseudo"]["prototype_parts"] = 1
     assert list(probe_by_parts(cfg)) == [1]
     cfg["pseudo"]["prototype_parts"] = 2
     got = probe_by_parts(cfg)

@@ -104,8 +104,8 @@ def test_video_prior_is_a_finite_weight():
 
 
 def test_prototype_parts_is_a_positive_integer():
-    assert load_config(None)["pseudo"]["prototype_parts"] == 1
-    assert load_config(None, ["pseudo.prototype_parts=3"])["pseudo"]["prototype_parts"] == 3
+    assert load_config(None)["pseudo"]["prototype_parts"] == 3
+    assert load_config(None, ["pseudo.prototype_parts=1"])["pseudo"]["prototype_parts"] == 1
     for bad in ("0", "-1"):
         with pytest.raises(ConfigError, match="config key pseudo.prototype_parts: expected a positive integer, got"):
             load_config(None, [f"pseudo.prototype_parts={bad}"])
