@@ -1,7 +1,7 @@
 """The semi-supervised round on every difficulty preset of the embedded generator, over seeds.
 
 For each preset (synthetic/thumos_like.py's small, scenes, blurry, confusable, hard, relu, lean, unseen,
-varied, mirror with --config; synthetic/anet_like.py's anet, anet_hard with configs/anet_synthetic.yaml) and seed,
+varied, mirror, fuzzy with --config; synthetic/anet_like.py's anet, anet_hard with configs/anet_synthetic.yaml) and seed,
 chains the stage scripts with the config's defaults:
   ACP pre-training -> supervised detector (10% labeled) -> evaluation
   per variant: pseudo labels -> semi-supervised round 1 -> evaluation -> pseudo labels from

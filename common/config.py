@@ -179,7 +179,7 @@ class ConfigError(ValueError):
 # The embedded datasets (synthetic/make.py SYNTHETIC_SIZES, which a test holds equal): thumos_like.py's
 # sizes and difficulty presets, and anet_like.py's. Written out here, as common/ imports no generator.
 SYNTHETIC_SIZES = ("tiny", "small", "full", "scenes", "blurry", "confusable", "hard", "relu", "lean", "unseen",
-                   "varied", "mirror", "anet", "anet_hard")
+                   "varied", "mirror", "fuzzy", "anet", "anet_hard")
 
 # Every key whose value is one of a few names, with those names: load_config checks each of them,
 # whether or not the stage at hand reads it, so a typo stops every stage before it reads any data.

@@ -25,17 +25,17 @@ The generative model, and the difficulty of real data each part stands in for:
   random orthonormal embedding into D dims and Gaussian noise follow, so no dimension is meaningful.
 Each video draws from its own stream (seed, subset, index): the same seed gives byte-identical files.
 
-Difficulty presets (PRESETS; `--size scenes|blurry|confusable|hard|relu|lean|unseen|varied|mirror`, the
-size of `small`) turn on what `small` leaves easy: background scenes shared across videos (`small`
-gives every video its own background, which makes action vs background easy to tell), actions that
-fade in and out and annotated boundaries that wander from those in the features, tighter class
-groups with more and stronger distractors and noise, and all of these at once. `relu`, `lean`,
-`unseen`, `varied` and `mirror` add what real features are and a template added to a background is
-not: a fixed random ReLU network between the latents and the features (non-negative; what an action
-adds depends on its scene), scenes that lean to their video's class, several looks per class,
-classes told apart by the order of their parts. The method's defaults are chosen on them
-(benchmarks/bench_presets.py), not on `small` alone, and never on the held-out `unseen` and
-`varied`.
+Difficulty presets (PRESETS; `--size scenes|blurry|confusable|hard|relu|lean|unseen|varied|mirror|fuzzy`,
+the size of `small`) turn on what `small` leaves easy: background scenes shared across videos
+(`small` gives every video its own background, which makes action vs background easy to tell),
+actions that fade in and out and annotated boundaries that wander from those in the features,
+tighter class groups with more and stronger distractors and noise, and all of these at once.
+`relu`, `lean`, `unseen`, `varied`, `mirror` and `fuzzy` add what real features are and a template
+added to a background is not: a fixed random ReLU network between the latents and the features
+(non-negative; what an action adds depends on its scene), scenes that lean to their video's class,
+several looks per class, classes told apart by the order of their parts. The method's defaults are
+chosen on them (benchmarks/bench_presets.py), not on `small` alone, and never on the held-out
+`unseen`, `varied` and `fuzzy`.
 
     python -m synthetic.thumos_like --out data/synthetic --size small --seed 0
 """
@@ -194,9 +194,16 @@ PRESETS = {
     # pseudo.prototype_parts was designed after its pairs (docs/presets_history.md)
     "mirror": dict(scene_count=6, scene_weight=0.8, encoder_width=128, noise_std=0.5, scene_class_lean=0.5,
                    mirror_pairs=1.0, phase_separation=1.0),
+    # held out, made after every default it reports on was fixed: `relu` with scenes that lean half
+    # the time, actions that fade in and out over a quarter of their length and annotated boundaries
+    # that wander by a fifth of it (annotators and features disagree), so that with every video
+    # labeled mAP@0.7 falls to 40% of mAP@0.3 (THUMOS14's ActionFormer: 53%); the other presets
+    # localise too well at 100% (docs/presets_history.md)
+    "fuzzy": dict(scene_count=6, scene_weight=0.8, encoder_width=128, noise_std=0.5, scene_class_lean=0.5,
+                  onset_ramp=0.25, boundary_jitter=0.2),
 }
 SIZES.update(PRESETS)
-HELD_OUT = ("unseen", "varied")  # reported apart by benchmarks/bench_presets.py; never a ground for a default
+HELD_OUT = ("unseen", "varied", "fuzzy")  # reported apart by benchmarks/bench_presets.py; never a ground for a default
 
 
 def make_params(size="small", overrides=None):
