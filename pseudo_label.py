@@ -14,7 +14,7 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      rejected predictions that no new entry overlaps (reason "previous_round");
   With pseudo.relabel prototype (not in the paper), each written prediction's class is re-decided
      among its class_scores' classes by the nearest prototype of the labeled actions' centred input
-     features, with pseudo.video_prior > 0 weighed by a vote of the video's own listed predictions
+     features (pooled in pseudo.prototype_parts pieces), with pseudo.video_prior > 0 weighed by a vote of the video's own listed predictions
      (common/relabel.py; the detector's own is kept as detector_label where it differs), and
      a pseudo label that then doubles one of its video (same segment and class) is rejected as
      'duplicate';
