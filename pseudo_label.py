@@ -14,10 +14,10 @@ decoding and Soft-NMS, ranks the predictions by their joint score (Eq. 4), and
      rejected predictions that no new entry overlaps (reason "previous_round");
   With pseudo.relabel prototype (not in the paper), each written prediction's class is re-decided
      among its class_scores' classes by the nearest prototype of the labeled actions' centred input
-     features (pooled in pseudo.prototype_parts pieces), with pseudo.video_prior > 0 weighed by a vote of the video's own listed predictions
-     (common/relabel.py; the detector's own is kept as detector_label where it differs), and
-     a pseudo label that then doubles one of its video (same segment and class) is rejected as
-     'duplicate';
+     features (pooled in pseudo.prototype_parts pieces), with pseudo.video_prior > 0 weighed by a
+     vote of the video's own listed predictions (common/relabel.py; the detector's own is kept as
+     detector_label where it differs), and a pseudo label that then doubles one of its video (same
+     segment and class) is rejected as 'duplicate';
   3. writes the pseudo-label file (common/pseudo_file.py): per video its accepted `annotations` with
      their scores, origin and class_scores (P_cls of the prediction's point for its 5 most likely
      classes, the soft class target of semi.class_target = soft), its `rejected` predictions with
