@@ -197,7 +197,7 @@ PRESETS = {
     # held out, made after every default it reports on was fixed: `relu` with scenes that lean half
     # the time, actions that fade in and out over a quarter of their length and annotated boundaries
     # that wander by a fifth of it (annotators and features disagree), so that with every video
-    # labeled mAP@0.7 falls to 40% of mAP@0.3 (THUMOS14's ActionFormer: 53%); the other presets
+    # labeled mAP@0.7 falls to 38% of mAP@0.3 (THUMOS14's ActionFormer: 53%); the other presets
     # localise too well at 100% (docs/presets_history.md)
     "fuzzy": dict(scene_count=6, scene_weight=0.8, encoder_width=128, noise_std=0.5, scene_class_lean=0.5,
                   onset_ramp=0.25, boundary_jitter=0.2),
